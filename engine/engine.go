@@ -548,4 +548,3 @@ func (e *Engine) closeFiles() {
 		e.lockFile.Close()
 	}
 }
-

@@ -13,8 +13,6 @@ import (
 	"github.com/verity-dev/verity"
 )
 
-
-
 // Scavenge reclaims the space of events that reads no longer return: those of deleted
 // streams, those hidden by max age, max count or truncate before, and superseded metadata.
 // Each sealed segment holding such events is rewritten with a stub in place of each of
