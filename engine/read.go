@@ -37,7 +37,7 @@ func (e *Engine) ReadStream(ctx context.Context, stream string, opts verity.Read
 	if r.meta != nil && r.meta.IsSoftDeleted() {
 		return nil, &verity.Error{Kind: verity.NotFound, Op: op, Stream: stream, Message: "stream was deleted"}
 	}
-	lastRev, _, exists, err := e.lastRevision(stream, committed)
+	lastRev, lastPos, exists, err := e.lastRevision(stream, committed)
 	if err != nil {
 		return nil, err
 	}
@@ -46,6 +46,9 @@ func (e *Engine) ReadStream(ctx context.Context, stream string, opts verity.Read
 	}
 	if lastRev == verity.TombstoneRevision {
 		return nil, &verity.Error{Kind: verity.Deleted, Op: op, Stream: stream, Message: "stream was tombstoned"}
+	}
+	if err := e.checkVisible(op, stream, r.meta, lastRev, lastPos); err != nil {
+		return nil, err
 	}
 	lo, hi := uint64(0), lastRev
 	minCreated := int64(math.MinInt64)
@@ -108,6 +111,27 @@ func (e *Engine) ReadStream(ctx context.Context, stream string, opts verity.Read
 	return out, nil
 }
 
+// checkVisible answers NotFound for a stream whose metadata hides every event: truncated
+// past its end, or with its newest event older than max age (commit times never decrease,
+// so the newest is the last to expire). Max count always leaves the last event visible.
+func (e *Engine) checkVisible(op, stream string, m *verity.StreamMetadata, lastRev, lastPos uint64) error {
+	if m == nil {
+		return nil
+	}
+	gone := m.TruncateBefore != nil && *m.TruncateBefore > lastRev
+	if !gone && m.MaxAge > 0 {
+		var en entry
+		if err := e.readAt(lastPos, &en); err != nil {
+			return err
+		}
+		gone = en.created < e.cfg.Now().Add(-m.MaxAge).UnixNano()
+	}
+	if gone {
+		return &verity.Error{Kind: verity.NotFound, Op: op, Stream: stream, Message: "every event of the stream is hidden by its metadata (truncate before or max age)"}
+	}
+	return nil
+}
+
 func readLimit(op string, limit int) (int, error) {
 	switch {
 	case limit == 0:
@@ -164,11 +188,16 @@ func (e *Engine) readAll(ctx context.Context, from uint64, desc bool, m *verity.
 	from = min(from, committed)
 	hidden := e.hiddenFn(committed)
 	f := m.Filter()
-	if len(f.EventTypes) > 0 {
-		return e.readIndexed(ctx, ixType, f.EventTypes, from, desc, m, hidden, limit, committed)
-	}
-	if len(f.Categories) > 0 {
-		return e.readIndexed(ctx, ixCategory, f.Categories, from, desc, m, hidden, limit, committed)
+	if len(f.EventTypes) > 0 || len(f.Categories) > 0 {
+		kind, names := ixType, f.EventTypes
+		if len(names) == 0 {
+			kind, names = ixCategory, f.Categories
+		}
+		bound := committed
+		if maxScan > 0 && !desc {
+			bound = min(committed, from+uint64(maxScan)-1)
+		}
+		return e.readIndexed(ctx, kind, names, from, desc, m, hidden, limit, bound)
 	}
 	var out []verity.RecordedEvent
 	keep := func(en *entry) bool {

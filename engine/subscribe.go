@@ -179,7 +179,9 @@ func (s *subscription) fill(ctx context.Context, committed uint64) error {
 	} else if len(evs) == 0 {
 		s.next = committed + 1
 	}
-	if s.filtered && len(evs) == 0 && last > 0 {
+	// A filtered subscription reports how far it looked, so a consumer can resume past
+	// what it skipped; with maxScan bounding each read, at most `every` events go unreported.
+	if s.filtered && last > 0 && (len(evs) == 0 || last > evs[len(evs)-1].Position) {
 		s.buf = append(s.buf, verity.SubscriptionMessage{Kind: verity.MessageCheckpoint, Position: last})
 	}
 	return nil
