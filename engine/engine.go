@@ -343,7 +343,8 @@ func (e *Engine) maxBody() int {
 }
 
 // scanLog calls fn for every entry with from ≤ position ≤ to, in order, stubs included. The
-// entries alias fresh buffers, so fn may keep them.
+// entry struct is reused between calls, but what it points to is in fresh buffers, so fn
+// may keep its strings and slices (not the *entry).
 func (e *Engine) scanLog(from, to uint64, fn func(*entry) error) error {
 	for from <= to {
 		e.mu.RLock()
@@ -374,8 +375,7 @@ func (e *Engine) scanLog(from, to uint64, fn func(*entry) error) error {
 				s.release()
 				return verity.Errorf(verity.Internal, "read", "segment %s: found position %d, want %d", filepath.Base(s.path), en.position, from)
 			}
-			cp := en
-			if err := fn(&cp); err != nil {
+			if err := fn(&en); err != nil {
 				s.release()
 				return err
 			}

@@ -199,7 +199,12 @@ func (e *Engine) readAll(ctx context.Context, from uint64, desc bool, m *verity.
 		}
 		return e.readIndexed(ctx, kind, names, from, desc, m, hidden, limit, bound)
 	}
-	var out []verity.RecordedEvent
+	// Size the result for what it will likely hold: a full page when nothing is filtered.
+	size := min(limit, 256)
+	if m.MatchesAll() && !desc {
+		size = int(min(uint64(limit), committed-from+1))
+	}
+	out := make([]verity.RecordedEvent, 0, size)
 	keep := func(en *entry) bool {
 		return en.kind == kindEvent && m.Match(en.stream, en.typ) && !hidden(en)
 	}

@@ -256,7 +256,7 @@ type scanner struct {
 	bufOff int64
 }
 
-const scanChunk = 1 << 20
+const scanChunk = 256 << 10
 
 // next decodes the next entry. It returns io.EOF at the end of the region, errShort when
 // the region ends inside an entry, and errCorrupt for a damaged entry; off is the entry's
