@@ -349,16 +349,20 @@ func (e *Engine) scanLog(from, to uint64, fn func(*entry) error) error {
 	for from <= to {
 		e.mu.RLock()
 		s, off, err := e.locateLocked(from)
+		var end int64
+		var sealed bool
 		if err == nil {
 			s.acquire()
+			// Read under the lock: roll may be sealing the segment.
+			sealed = s.sealed
+			end = s.written.Load()
+			if sealed {
+				end = s.tableOff
+			}
 		}
 		e.mu.RUnlock()
 		if err != nil {
 			return err
-		}
-		end := s.written.Load()
-		if s.sealed {
-			end = s.tableOff
 		}
 		sc := &scanner{r: s.f, off: off, end: end, maxBody: e.maxBody(), fresh: true}
 		var en entry
@@ -382,7 +386,7 @@ func (e *Engine) scanLog(from, to uint64, fn func(*entry) error) error {
 			from++
 		}
 		s.release()
-		if from <= to && !s.sealed {
+		if from <= to && !sealed {
 			break // the rest is not written yet
 		}
 	}
