@@ -7,8 +7,9 @@ import (
 
 // Store is the contract every Verity implementation keeps: the embedded engine, the network
 // client and every backend. All methods may be called concurrently from any number of
-// goroutines. Every error returned is an *Error (or wraps the context's error when ctx ends
-// first); package storetest pins the contract down.
+// goroutines. Every error returned is an *Error, or the context's error when ctx ends first:
+// a call whose context has already ended fails at once and changes nothing. Package
+// storetest pins the contract down.
 type Store interface {
 	// Append adds events to the end of one stream if expected holds, all or nothing. It
 	// returns only once the events are durable. Retrying an append whose event ids were all

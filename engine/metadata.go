@@ -155,6 +155,9 @@ func (e *Engine) GetStreamMetadata(ctx context.Context, stream string) (verity.S
 	if err := e.check(op); err != nil {
 		return verity.StreamMetadataResult{}, err
 	}
+	if err := ctx.Err(); err != nil {
+		return verity.StreamMetadataResult{}, err
+	}
 	if err := e.validStream(op, stream); err != nil {
 		return verity.StreamMetadataResult{}, err
 	}
@@ -200,6 +203,9 @@ func (e *Engine) DeleteStream(ctx context.Context, stream string, expected verit
 	if err := e.check(op); err != nil {
 		return verity.DeleteResult{}, err
 	}
+	if err := ctx.Err(); err != nil {
+		return verity.DeleteResult{}, err
+	}
 	if err := e.validStream(op, stream); err != nil {
 		return verity.DeleteResult{}, err
 	}
@@ -217,6 +223,9 @@ func (e *Engine) DeleteStream(ctx context.Context, stream string, expected verit
 func (e *Engine) TombstoneStream(ctx context.Context, stream string, expected verity.ExpectedRevision) (verity.DeleteResult, error) {
 	const op = "tombstone"
 	if err := e.check(op); err != nil {
+		return verity.DeleteResult{}, err
+	}
+	if err := ctx.Err(); err != nil {
 		return verity.DeleteResult{}, err
 	}
 	if err := e.validStream(op, stream); err != nil {

@@ -19,6 +19,9 @@ func (e *Engine) ReadStream(ctx context.Context, stream string, opts verity.Read
 	if err := e.check(op); err != nil {
 		return nil, err
 	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	if err := e.validName(op, stream); err != nil {
 		return nil, err
 	}
@@ -146,6 +149,9 @@ func readLimit(op string, limit int) (int, error) {
 func (e *Engine) ReadAll(ctx context.Context, opts verity.ReadAllOptions) ([]verity.RecordedEvent, error) {
 	const op = "read all"
 	if err := e.check(op); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	limit, err := readLimit(op, opts.Limit)

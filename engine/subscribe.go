@@ -34,6 +34,9 @@ func (e *Engine) Subscribe(ctx context.Context, opts verity.SubscribeOptions) (v
 	if err := e.check(op); err != nil {
 		return nil, err
 	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	m, err := opts.Filter.Compile()
 	if err != nil {
 		return nil, err

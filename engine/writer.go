@@ -121,6 +121,9 @@ func (e *Engine) AppendMulti(ctx context.Context, appends ...verity.StreamAppend
 	if err := e.check(op); err != nil {
 		return nil, err
 	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	if len(appends) == 0 {
 		return nil, verity.Errorf(verity.Invalid, op, "no streams to append to")
 	}

@@ -2,7 +2,10 @@ package storetest
 
 import (
 	"context"
+	"fmt"
+	"runtime"
 	"testing"
+	"time"
 
 	"github.com/verity-dev/verity"
 )
@@ -99,7 +102,44 @@ func testClose(t *testing.T, s *suite) {
 				msg, err = sub.Recv(ctx)
 				cancel()
 			}
-			requireKind(t, err, verity.Unavailable, "Recv of subscription "+string(rune('2'+i))+" after Close")
+			requireKind(t, err, verity.Unavailable, fmt.Sprintf("Recv of subscription %d after Close", i+2))
+		}
+	})
+
+	t.Run("Close leaves no goroutine of the store running", func(t *testing.T) {
+		// Not parallel: it counts the goroutines of the whole process.
+		before := runtime.NumGoroutine()
+		st := s.h.New(t)
+		t.Cleanup(func() { _ = st.Close() })
+		mustAppend(t, st, "order-1", verity.Any(), events("OrderChanged", 3)...)
+		subs := []verity.Subscription{
+			subscribe(t, st, verity.SubscribeOptions{}),
+			subscribe(t, st, verity.SubscribeOptions{Stream: "order-1"}),
+			subscribe(t, st, verity.SubscribeOptions{Filter: verity.Filter{EventTypes: []string{"OrderChanged"}}}),
+			subscribe(t, st, verity.SubscribeOptions{FromEnd: true}),
+		}
+		for _, sub := range subs[:3] {
+			recvUntilCaughtUp(t, sub)
+		}
+		appendConcurrently(t, st, 4, 5, func(g, i int) string { return "order-1" })
+		if _, err := st.DeleteStream(t.Context(), "order-1", verity.Any()); err != nil {
+			t.Fatal(err)
+		}
+		subs[0].Close() // one closed by its owner, the others by the store
+		if err := st.Close(); err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+		// Close waits for the store's goroutines; a network client's transport may take a
+		// moment longer to wind down, hence the wait.
+		deadline := time.Now().Add(waitTimeout)
+		for runtime.NumGoroutine() > before {
+			if time.Now().After(deadline) {
+				buf := make([]byte, 1<<20)
+				buf = buf[:runtime.Stack(buf, true)]
+				t.Fatalf("%d goroutines ran before the store was opened, %d after it was closed:\n%s", before, runtime.NumGoroutine(), buf)
+			}
+			runtime.Gosched()
+			time.Sleep(time.Millisecond)
 		}
 	})
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/verity-dev/verity"
 )
@@ -158,15 +159,22 @@ func testDurability(t *testing.T, s *suite) {
 		for g := 0; g < 8; g++ {
 			<-started
 		}
-		if err := st.Close(); err != nil {
-			t.Fatalf("Close: %v", err)
-		}
+		closed := make(chan error, 1)
+		go func() { closed <- st.Close() }()
 		done := make(chan struct{})
 		go func() { wg.Wait(); close(done) }()
 		waitFor(t, done, "appends racing Close")
 		close(errs)
 		for err := range errs {
 			t.Fatal(err)
+		}
+		select {
+		case err := <-closed:
+			if err != nil {
+				t.Fatalf("Close: %v", err)
+			}
+		case <-time.After(waitTimeout):
+			t.Fatalf("Close did not return within %v of the appends ending", waitTimeout)
 		}
 		if !s.h.Features.Reopen {
 			return

@@ -224,7 +224,7 @@ func testMetadata(t *testing.T, s *suite) {
 		requireVisible(t, st, "order-1", []uint64{3})
 	})
 
-	s.clockTest(t, "MaxAge hides events older than it", func(t *testing.T, st verity.Store) {
+	s.serialTest(t, "MaxAge hides events older than it", func(t *testing.T, st verity.Store) {
 		clock := s.needClock(t)
 		mustAppend(t, st, "order-1", verity.NoStream(), events("OrderChanged", 2)...)
 		mustAppend(t, st, "order-2", verity.NoStream(), events("OrderChanged", 1)...)

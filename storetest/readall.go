@@ -88,7 +88,7 @@ func testReadAll(t *testing.T, s *suite) {
 		requireSameRecorded(t, back, reversed(want), "backward pages")
 	})
 
-	s.clockTest(t, "FromTime starts at the first event at or after it forwards and the last at or before it backwards", func(t *testing.T, st verity.Store) {
+	s.serialTest(t, "FromTime starts at the first event at or after it forwards and the last at or before it backwards", func(t *testing.T, st verity.Store) {
 		for i := 0; i < 5; i++ {
 			mustAppend(t, st, fmt.Sprintf("order-%d", i%2), verity.Any(), events("Changed", 1+i%2)...)
 			s.tick(time.Minute)

@@ -113,7 +113,7 @@ func testReadStream(t *testing.T, s *suite) {
 		}
 	})
 
-	s.clockTest(t, "commit times come from the store's clock", func(t *testing.T, st verity.Store) {
+	s.serialTest(t, "commit times come from the store's clock", func(t *testing.T, st verity.Store) {
 		clock := s.needClock(t)
 		var want []time.Time
 		for i := 0; i < 3; i++ {

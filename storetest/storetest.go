@@ -104,6 +104,7 @@ func Run(t *testing.T, h Harness) {
 		{"TombstoneStream", testTombstoneStream},
 		{"Concurrency", testConcurrency},
 		{"Durability", testDurability},
+		{"Context", testContext},
 		{"Close", testClose},
 	}
 	for _, g := range groups {
@@ -125,10 +126,10 @@ func (s *suite) test(t *testing.T, name string, fn func(t *testing.T, st verity.
 	})
 }
 
-// clockTest runs fn on a fresh store, alone: no other test of the suite runs while it
-// moves the shared clock. (Go runs a group's serial subtests before its parallel ones, and
-// groups one after the other.)
-func (s *suite) clockTest(t *testing.T, name string, fn func(t *testing.T, st verity.Store)) {
+// serialTest runs fn on a fresh store, alone: no other test of the suite runs meanwhile,
+// so it may move the shared clock. (Go runs a group's serial subtests before its parallel
+// ones, and the groups one after the other.)
+func (s *suite) serialTest(t *testing.T, name string, fn func(t *testing.T, st verity.Store)) {
 	t.Helper()
 	t.Run(name, func(t *testing.T) {
 		fn(t, s.open(t))

@@ -96,6 +96,14 @@ func testValidation(t *testing.T, s *suite) {
 		})
 	}
 
+	s.test(t, "a negative read limit is invalid", func(t *testing.T, st verity.Store) {
+		mustAppend(t, st, "order-1", verity.Any(), good())
+		_, err := st.ReadStream(t.Context(), "order-1", verity.ReadStreamOptions{Limit: -1})
+		requireKind(t, err, verity.Invalid, "ReadStream with limit -1")
+		_, err = st.ReadAll(t.Context(), verity.ReadAllOptions{Limit: -1})
+		requireKind(t, err, verity.Invalid, "ReadAll with limit -1")
+	})
+
 	// Bad stream names are refused by every operation that takes one.
 	type call struct {
 		name string

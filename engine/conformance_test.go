@@ -1,4 +1,4 @@
-package storetest_test
+package engine_test
 
 import (
 	"sync"
@@ -10,8 +10,8 @@ import (
 	"github.com/verity-dev/verity/storetest"
 )
 
-// TestEngine runs the conformance suite against the embedded engine.
-func TestEngine(t *testing.T) {
+// TestConformance runs the Store conformance suite against the embedded engine.
+func TestConformance(t *testing.T) {
 	clock := storetest.NewFakeClock(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC))
 	dirs := map[verity.Store]string{}
 	open := func(t testing.TB, dir string) verity.Store {
