@@ -338,9 +338,13 @@ func compareU64(a, b uint64) int {
 	return 0
 }
 
-func (e *Engine) maxBody() int {
-	return e.cfg.MaxEventSize + 64*1024
-}
+// maxBody bounds the size field of an entry when decoding. It is a property of the format,
+// not of the configuration: a store reopened with a smaller MaxEventSize must still read the
+// larger events it holds. A torn entry whose size runs past the end of the file is caught
+// as short, and any other damage by its checksum.
+func (e *Engine) maxBody() int { return maxEntryBody }
+
+const maxEntryBody = 2 << 30
 
 // scanLog calls fn for every entry with from ≤ position ≤ to, in order, stubs included. The
 // entry struct is reused between calls, but what it points to is in fresh buffers, so fn

@@ -388,13 +388,30 @@ func (e *Engine) hiddenFn(committed uint64) func(*entry) bool {
 	}
 }
 
+// unixNanoClamped is t in Unix nanoseconds, clamped to the int64 range (UnixNano wraps
+// outside years 1678 to 2262).
+func unixNanoClamped(t time.Time) int64 {
+	switch {
+	case t.After(maxTime):
+		return math.MaxInt64
+	case t.Before(minTime):
+		return math.MinInt64
+	}
+	return t.UnixNano()
+}
+
+var (
+	maxTime = time.Unix(0, math.MaxInt64)
+	minTime = time.Unix(0, math.MinInt64)
+)
+
 // positionAtTime finds, by binary search over commit times (which never decrease along the
 // log), the first position committed at or after t, or committed+1 when there is none; when
 // desc, the last position committed at or before t, or 0.
 func (e *Engine) positionAtTime(t time.Time, committed uint64, desc bool) (uint64, error) {
-	target := t.UnixNano()
+	target := unixNanoClamped(t)
 	lo, hi := uint64(1), committed+1
-	if desc {
+	if desc && target < math.MaxInt64 {
 		target++ // last at or before t = first after t, minus one
 	}
 	for lo < hi {

@@ -97,18 +97,30 @@ func decodeSegHeader(b []byte) (num uint32, firstPos uint64, chainIn [32]byte, e
 
 // createSegment creates a new active segment file and makes it durable.
 func createSegment(dir string, num uint32, firstPos uint64, chainIn [32]byte) (*segment, error) {
+	// Written under a temporary name and renamed, so a crash never leaves a segment file
+	// without its whole header (recovery removes leftover temporary files).
 	path := filepath.Join(dir, segmentName(num))
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := f.Write(encodeSegHeader(num, firstPos, chainIn)); err != nil {
+	fail := func(err error) (*segment, error) {
 		f.Close()
+		os.Remove(tmp)
 		return nil, err
 	}
+	if _, err := f.Write(encodeSegHeader(num, firstPos, chainIn)); err != nil {
+		return fail(err)
+	}
 	if err := f.Sync(); err != nil {
-		f.Close()
-		return nil, err
+		return fail(err)
+	}
+	if _, err := os.Stat(path); err == nil {
+		return fail(fmt.Errorf("segment %s already exists", path))
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fail(err)
 	}
 	if err := syncDir(dir); err != nil {
 		f.Close()
