@@ -1,0 +1,9 @@
+// Package bench is the benchmark behind `verity bench`: it runs the same workloads
+// (append, replay, read-stream, e2e, scale) against the embedded engine and against two
+// peers, a minimal group-commit file log ("ownlog", the ceiling of the disk) and NATS
+// JetStream embedded in-process ("nats"), and reports one result per line.
+//
+// Every system is reached through the small interface system, defined here for the
+// workloads' needs only; the engine is driven through the verity.Store contract, so the
+// same workloads can later measure the network client or another backend.
+package bench

@@ -1,0 +1,123 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"text/tabwriter"
+)
+
+// progress keeps one line on a terminal up to date. A nil *progress prints nothing. It is
+// safe for concurrent use.
+type progress struct {
+	w    io.Writer
+	mu   sync.Mutex
+	last int // length of the line on screen
+}
+
+func (p *progress) set(format string, args ...any) {
+	if p == nil {
+		return
+	}
+	line := fmt.Sprintf(format, args...)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	pad := ""
+	if n := p.last - len(line); n > 0 {
+		pad = strings.Repeat(" ", n)
+	}
+	fmt.Fprintf(p.w, "\r%s%s", line, pad)
+	p.last = len(line)
+}
+
+// clear erases the line, so that what is printed next starts on a clean one.
+func (p *progress) clear() {
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.last > 0 {
+		fmt.Fprintf(p.w, "\r%s\r", strings.Repeat(" ", p.last))
+		p.last = 0
+	}
+}
+
+// printTable prints the results grouped by measurement, each Verity line followed by its
+// ratio to each peer: throughput (verity/peer, higher is better for Verity) or, for e2e
+// where the rate is fixed, median latency (verity/peer, lower is better for Verity).
+func printTable(w io.Writer, results []Result) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "workload\twriters\tbatch\tsystem\t%12s\t%9s\t%9s\tnotes\n", "events/s", "p50 ms", "p99 ms")
+	type key struct {
+		workload       string
+		writers, batch int
+	}
+	var order []key
+	groups := map[key][]Result{}
+	for _, r := range results {
+		k := key{r.Workload, r.Writers, r.Batch}
+		if _, ok := groups[k]; !ok {
+			order = append(order, k)
+		}
+		groups[k] = append(groups[k], r)
+	}
+	for _, k := range order {
+		g := groups[k]
+		var ver *Result
+		for i := range g {
+			if g[i].System == systemVerity {
+				ver = &g[i]
+			}
+		}
+		for _, r := range g {
+			var notes []string
+			switch r.Workload {
+			case WorkloadScale:
+				notes = append(notes, fmt.Sprintf("build %.1fs, reopen %.2fs, peak RSS %.0f MB", r.BuildS, r.ReopenS, r.RSSMB))
+			case WorkloadReplay:
+				notes = append(notes, fmt.Sprintf("latency per page of %d", r.PageSize))
+			case WorkloadE2E:
+				notes = append(notes, fmt.Sprintf("ack to receive at %d/s", r.RateEPS))
+			}
+			if r.System == systemVerity {
+				for _, p := range g {
+					if p.System == systemVerity {
+						continue
+					}
+					notes = append(notes, ratio(*ver, p))
+				}
+			}
+			fmt.Fprintf(tw, "%s\t%7d\t%5d\t%s\t%12s\t%9.3f\t%9.3f\t%s\n", r.Workload, r.Writers, r.Batch, r.System,
+				thousands(r.EventsPerSec), r.P50ms, r.P99ms, strings.Join(notes, "; "))
+		}
+	}
+	return tw.Flush()
+}
+
+func ratio(v, p Result) string {
+	if v.Workload == WorkloadE2E {
+		if p.P50ms == 0 {
+			return fmt.Sprintf("p50 verity/%s n/a", p.System)
+		}
+		return fmt.Sprintf("p50 verity/%s %.2fx (lower is better)", p.System, v.P50ms/p.P50ms)
+	}
+	if p.EventsPerSec == 0 {
+		return fmt.Sprintf("verity/%s n/a", p.System)
+	}
+	return fmt.Sprintf("verity/%s %.2fx", p.System, v.EventsPerSec/p.EventsPerSec)
+}
+
+// thousands formats a rate as a whole number with thousands separators.
+func thousands(f float64) string {
+	s := fmt.Sprintf("%.0f", f)
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}

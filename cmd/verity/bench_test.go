@@ -1,0 +1,140 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/verity-dev/verity/bench"
+)
+
+func TestBenchHelpExplainsEveryFlag(t *testing.T) {
+	var stdout bytes.Buffer
+	err := runBench(t.Context(), []string{"--help"}, &stdout, &bytes.Buffer{})
+	if !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("--help returned %v, want flag.ErrHelp", err)
+	}
+	for _, want := range []string{"Usage:", "verity bench", "Examples:", "--workload LIST", "--writers LIST",
+		"--batch LIST", "--duration TIME", "--peers LIST", "--json", "--data DIR", "--events N", "--runs N",
+		"--scale-streams N", "--scale-events N", "read-stream", "e2e", "scale"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("help does not mention %q:\n%s", want, stdout.String())
+		}
+	}
+}
+
+func TestBenchParsesFlagsIntoOptions(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want func(bench.Options) bool
+	}{
+		{"defaults compare verity with both peers on the default workloads", nil, func(o bench.Options) bool {
+			return strings.Join(o.Systems, ",") == "verity,ownlog,nats" &&
+				strings.Join(o.Workloads, ",") == "append,replay,read-stream,e2e" &&
+				len(o.Writers) == 3 && o.Writers[2] == 64 && len(o.Batches) == 2 &&
+				o.Duration == 5*time.Second && o.Events == 1_000_000 && o.Runs == 1 && !o.JSON && o.DataDir == ""
+		}},
+		{"--peers none measures verity alone", []string{"--peers", "none"}, func(o bench.Options) bool {
+			return strings.Join(o.Systems, ",") == "verity"
+		}},
+		{"lists and sizes are read", []string{"--workload", "scale,append", "--writers", "2, 4", "--batch", "100",
+			"--runs", "3", "--json", "--data", "/x", "--scale-streams", "10", "--scale-events", "100", "--duration", "1s"},
+			func(o bench.Options) bool {
+				return strings.Join(o.Workloads, ",") == "scale,append" && o.Writers[1] == 4 && o.Batches[0] == 100 &&
+					o.Runs == 3 && o.JSON && o.DataDir == "/x" && o.ScaleStreams == 10 && o.ScaleEvents == 100 &&
+					o.Duration == time.Second
+			}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o, err := parseBenchArgs(tt.args, &bytes.Buffer{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tt.want(o) {
+				t.Errorf("options %+v", o)
+			}
+		})
+	}
+}
+
+func TestBenchRejectsBadCommandLines(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"an unknown workload", []string{"--workload", "append,fly"}, `unknown workload "fly"`},
+		{"an unknown peer", []string{"--peers", "kafka"}, `unknown system "kafka"`},
+		{"none among peers", []string{"--peers", "none,nats"}, `unknown system "none"`},
+		{"writers that are not numbers", []string{"--writers", "1,many"}, `"many" is not a positive number`},
+		{"a zero batch", []string{"--batch", "0"}, `"0" is not a positive number`},
+		{"events not in whole streams", []string{"--events", "150"}, "multiple of 100"},
+		{"a zero duration", []string{"--duration", "0s"}, "--duration"},
+		{"scale events not a multiple of streams", []string{"--scale-streams", "3", "--scale-events", "10"}, "multiple of scale streams"},
+		{"an argument", []string{"extra"}, "unexpected arguments"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout bytes.Buffer
+			err := runBench(t.Context(), tt.args, &stdout, &bytes.Buffer{})
+			var usage *usageError
+			if !errors.As(err, &usage) || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("got %v, want a usage error containing %q", err, tt.want)
+			}
+			if stdout.Len() > 0 {
+				t.Errorf("a usage error wrote to stdout: %q", stdout.String())
+			}
+		})
+	}
+}
+
+func TestBenchPrintsJSONLinesOrATableWithRatios(t *testing.T) {
+	args := []string{"--workload", "append,e2e", "--writers", "2", "--batch", "5", "--duration", "200ms",
+		"--peers", "ownlog", "--data", t.TempDir()}
+
+	var stdout, stderr bytes.Buffer
+	if err := runBench(t.Context(), append(args, "--json"), &stdout, &stderr); err != nil {
+		t.Fatalf("--json: %v (stderr %q)", err, stderr.String())
+	}
+	if stderr.Len() > 0 {
+		t.Errorf("--json wrote to stderr: %q", stderr.String())
+	}
+	var lines int
+	for sc := bufio.NewScanner(&stdout); sc.Scan(); lines++ {
+		var r bench.Result
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Fatalf("line %q: %v", sc.Text(), err)
+		}
+		if r.EventsPerSec <= 0 || (r.System != "verity" && r.System != "ownlog") {
+			t.Errorf("line %s", sc.Text())
+		}
+	}
+	if lines != 4 {
+		t.Errorf("%d result lines, want 4 (2 workloads × 2 systems)", lines)
+	}
+
+	stdout.Reset()
+	stderr.Reset()
+	if err := runBench(t.Context(), args, &stdout, &stderr); err != nil {
+		t.Fatalf("table: %v (stderr %q)", err, stderr.String())
+	}
+	for _, want := range []string{"events/s", "verity/ownlog", "p50 verity/ownlog"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, stdout.String())
+		}
+	}
+	if !strings.Contains(stderr.String(), "verity append writers=2 batch=5") {
+		t.Errorf("no progress on stderr: %q", stderr.String())
+	}
+	if entries, _ := os.ReadDir(args[len(args)-1]); len(entries) > 0 {
+		t.Errorf("stores left in --data: %v", entries)
+	}
+}

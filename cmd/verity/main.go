@@ -1,0 +1,118 @@
+// Command verity is Verity's command line: it appends to, reads, follows, verifies and
+// scavenges an embedded store in a local data directory, and benchmarks the engine.
+//
+// Each subcommand lives in its own file as a function runX(ctx, args, stdout, stderr); this
+// file only dispatches to it and maps what it returns onto an exit code.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitFailure = 1 // the command ran and failed
+	exitUsage   = 2 // the command line was wrong
+)
+
+// command is one subcommand of verity.
+type command struct {
+	name     string
+	synopsis string // one line, shown by `verity help`
+	run      func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+}
+
+// commands is the dispatch table, in the order `verity help` lists them.
+var commands = []command{
+	{"append", "append events to a stream", runAppend},
+	{"read", "read a stream, or the whole log ($all), optionally filtered", runRead},
+	{"tail", "follow a stream or the log, printing events as they are committed", runTail},
+	{"verify", "check a data directory's checksums and hash chain", runVerify},
+	{"scavenge", "reclaim the space of deleted and expired events", runScavenge},
+	{"bench", "measure the engine's append and read throughput", runBench},
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		// The first signal asks the command to stop cleanly; restoring the default
+		// handling lets a second one kill a command that does not.
+		<-ctx.Done()
+		stop()
+	}()
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run runs the subcommand named by args[0] and returns the process's exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		printMainUsage(stderr)
+		return exitUsage
+	}
+	name, rest := args[0], args[1:]
+	switch name {
+	case "help", "-h", "-help", "--help":
+		if name == "help" && len(rest) > 0 {
+			// `verity help CMD` is `verity CMD --help`.
+			return run(ctx, []string{rest[0], "--help"}, stdout, stderr)
+		}
+		printMainUsage(stdout)
+		return exitOK
+	}
+	for _, c := range commands {
+		if c.name == name {
+			return exitCode(c.run(ctx, rest, stdout, stderr), stderr)
+		}
+	}
+	fmt.Fprintf(stderr, "verity: unknown command %q\n\n", name)
+	printMainUsage(stderr)
+	return exitUsage
+}
+
+// exitCode reports err on stderr and maps it onto an exit code.
+func exitCode(err error, stderr io.Writer) int {
+	var usage *usageError
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return exitOK
+	case errors.As(err, &usage):
+		fmt.Fprintf(stderr, "verity: %v\n", err)
+		if usage.cmd != "" {
+			fmt.Fprintf(stderr, "Run 'verity %s --help' for usage.\n", usage.cmd)
+		}
+		return exitUsage
+	default:
+		fmt.Fprintf(stderr, "verity: %v\n", err)
+		return exitFailure
+	}
+}
+
+func printMainUsage(w io.Writer) {
+	fmt.Fprint(w, `Verity is an event store: an ordered, durable, tamper-evident log of events.
+
+Usage:
+  verity COMMAND [flags] [arguments]
+
+Commands:
+`)
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.synopsis)
+	}
+	fmt.Fprint(w, `
+Commands that work on a local data directory take --data DIR (default ./verity-data).
+Only one process may hold a data directory open at a time.
+
+Run 'verity help COMMAND' or 'verity COMMAND --help' for a command's flags.
+Exit codes: 0 success, 1 the command failed, 2 the command line was wrong.
+`)
+}
