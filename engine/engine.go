@@ -350,6 +350,12 @@ const maxEntryBody = 2 << 30
 // entry struct is reused between calls, but what it points to is in fresh buffers, so fn
 // may keep its strings and slices (not the *entry).
 func (e *Engine) scanLog(from, to uint64, fn func(*entry) error) error {
+	return e.scanLogChunk(from, to, 0, fn)
+}
+
+// scanLogChunk is scanLog reading at most chunk bytes at a time (0: the default), for short
+// ranges that should not read a whole default chunk.
+func (e *Engine) scanLogChunk(from, to uint64, chunk int, fn func(*entry) error) error {
 	for from <= to {
 		e.mu.RLock()
 		s, off, err := e.locateLocked(from)
@@ -368,7 +374,7 @@ func (e *Engine) scanLog(from, to uint64, fn func(*entry) error) error {
 		if err != nil {
 			return err
 		}
-		sc := &scanner{r: s.f, off: off, end: end, maxBody: e.maxBody(), fresh: true}
+		sc := &scanner{r: s.f, off: off, end: end, maxBody: e.maxBody(), fresh: true, chunk: chunk}
 		var en entry
 		for from <= to {
 			_, err := sc.next(&en)

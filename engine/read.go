@@ -85,15 +85,13 @@ func (e *Engine) ReadStream(ctx context.Context, stream string, opts verity.Read
 		if err != nil {
 			return nil, err
 		}
-		for _, h := range hits {
-			var en entry
-			if err := e.readAt(h.v, &en); err != nil {
-				return nil, err
+		err = e.readPositions(hits, desc, func(en *entry) {
+			if en.stream == stream && en.kind == kindEvent && en.created >= minCreated {
+				out = append(out, en.recorded())
 			}
-			if en.stream != stream || en.kind != kindEvent || en.created < minCreated {
-				continue
-			}
-			out = append(out, en.recorded())
+		})
+		if err != nil {
+			return nil, err
 		}
 		if len(hits) < want {
 			break
@@ -131,6 +129,49 @@ func (e *Engine) checkVisible(op, stream string, m *verity.StreamMetadata, lastR
 	}
 	if gone {
 		return &verity.Error{Kind: verity.NotFound, Op: op, Stream: stream, Message: "every event of the stream is hidden by its metadata (truncate before or max age)"}
+	}
+	return nil
+}
+
+// readPositions reads the events at the positions of hits (their v), in the order given.
+// Consecutive positions, common since a stream's events are often written together, are read
+// with one sequential read instead of one read each.
+func (e *Engine) readPositions(hits []kv, desc bool, fn func(*entry)) error {
+	for i := 0; i < len(hits); {
+		j := i + 1
+		step := uint64(1)
+		for j < len(hits) && ((!desc && hits[j].v == hits[j-1].v+step) || (desc && hits[j].v+step == hits[j-1].v)) {
+			j++
+		}
+		lo, hi := hits[i].v, hits[j-1].v
+		if desc {
+			lo, hi = hi, lo
+		}
+		if lo == hi {
+			var en entry
+			if err := e.readAt(lo, &en); err != nil {
+				return err
+			}
+			fn(&en)
+			i = j
+			continue
+		}
+		var group []entry
+		err := e.scanLogChunk(lo, hi, int(min(hi-lo+1, 512))*512, func(en *entry) error {
+			if desc {
+				group = append(group, *en)
+			} else {
+				fn(en)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for k := len(group) - 1; k >= 0; k-- {
+			fn(&group[k])
+		}
+		i = j
 	}
 	return nil
 }

@@ -263,6 +263,8 @@ type scanner struct {
 	maxBody int
 	// fresh: allocate a new chunk for every read, so decoded entries may be kept.
 	fresh bool
+	// chunk is the read size; zero means scanChunk.
+	chunk int
 
 	buf    []byte
 	bufOff int64
@@ -304,7 +306,11 @@ func (sc *scanner) next(e *entry) (off int64, err error) {
 
 // fill reads a chunk starting at sc.off holding at least need bytes.
 func (sc *scanner) fill(need int) error {
-	n := int64(max(scanChunk, need))
+	chunk := sc.chunk
+	if chunk <= 0 {
+		chunk = scanChunk
+	}
+	n := int64(max(chunk, need))
 	if rem := sc.end - sc.off; n > rem {
 		n = rem
 	}
