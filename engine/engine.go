@@ -211,6 +211,11 @@ func (e *Engine) recoverActive(s *segment, last bool) error {
 	goodCount := 0
 	chain, lastCreated := s.chainIn, int64(0)
 	var scanErr error
+	// suspicious: the cut starts at a whole, checksummed entry that does not belong (wrong
+	// position or broken chain): not a torn write but damage or tampering, so the cut bytes
+	// are kept aside rather than destroyed.
+	suspicious := false
+	prev := s.chainIn
 	for {
 		off, err := sc.next(&en)
 		if err != nil {
@@ -221,8 +226,16 @@ func (e *Engine) recoverActive(s *segment, last bool) error {
 		}
 		if en.position != s.firstPos+uint64(len(offs)) {
 			scanErr = fmt.Errorf("offset %d: position %d, want %d", off, en.position, s.firstPos+uint64(len(offs)))
+			suspicious = true
 			break
 		}
+		h := en.hashContent()
+		if chainNext(&prev, en.meta(), &h) != en.chain {
+			scanErr = fmt.Errorf("offset %d: position %d breaks the hash chain", off, en.position)
+			suspicious = true
+			break
+		}
+		prev = en.chain
 		offs = append(offs, uint32(off))
 		if en.flags&flagTxnEnd != 0 {
 			good, goodCount = off+int64(en.size), len(offs)
@@ -230,8 +243,19 @@ func (e *Engine) recoverActive(s *segment, last bool) error {
 		}
 	}
 	if good < s.size {
-		e.log.Warn("cutting off a torn or partial append at the end of the log",
-			"segment", filepath.Base(s.path), "offset", good, "bytes", s.size-good, "cause", scanErr)
+		// A torn write leaves little behind; a large cut means damage in the middle of the
+		// segment, which may have intact acknowledged appends after it: keep those bytes.
+		if suspicious || s.size-good >= 1<<20 {
+			aside := fmt.Sprintf("%s.cut-%d", s.path, good)
+			if err := saveRange(s.f, good, s.size-good, aside); err != nil {
+				return verity.Errorf(verity.Unavailable, "open", "segment %s: damaged entries at offset %d; keeping them aside in %s failed: %v", filepath.Base(s.path), good, aside, err)
+			}
+			e.log.Error("the end of the log holds damaged entries; cut off and kept aside (run verity verify)",
+				"segment", filepath.Base(s.path), "offset", good, "bytes", s.size-good, "kept_in", aside, "cause", scanErr)
+		} else {
+			e.log.Warn("cutting off a torn or partial append at the end of the log",
+				"segment", filepath.Base(s.path), "offset", good, "bytes", s.size-good, "cause", scanErr)
+		}
 		if err := s.f.Truncate(good); err != nil {
 			return verity.Errorf(verity.Unavailable, "open", "truncate %s: %v", s.path, err)
 		}
@@ -246,6 +270,26 @@ func (e *Engine) recoverActive(s *segment, last bool) error {
 		e.w.chain, e.w.lastCreated = chain, lastCreated
 	}
 	return nil
+}
+
+// saveRange copies n bytes of f from off into a new file at path, durably.
+func saveRange(f *os.File, off, n int64, path string) error {
+	out, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, io.NewSectionReader(f, off, n)); err != nil {
+		out.Close()
+		return err
+	}
+	if err := out.Sync(); err != nil {
+		out.Close()
+		return err
+	}
+	if err := out.Close(); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(path))
 }
 
 // seal writes the footer of a segment whose offsets are all in s.offs and makes it durable.
@@ -308,7 +352,7 @@ func (e *Engine) openIndex() error {
 		os.Remove(r.path)
 	}
 	e.ix.flushedThrough = next - 1
-	e.ix.mem = newMemtable(next)
+	e.ix.mem = newMemtable(next, e.cfg.IndexFlushEvents)
 	if next > last {
 		return nil
 	}
@@ -322,7 +366,7 @@ func (e *Engine) openIndex() error {
 			}
 			e.ix.runs = append(e.ix.runs, r)
 			e.ix.flushedThrough = r.maxPos
-			e.ix.mem = newMemtable(r.maxPos + 1)
+			e.ix.mem = newMemtable(r.maxPos+1, e.cfg.IndexFlushEvents)
 		}
 		return nil
 	})
@@ -542,7 +586,7 @@ func (e *Engine) flushAllIndex() error {
 		e.ix.runs = append(e.ix.runs, r)
 	}
 	e.ix.frozen = nil
-	e.ix.mem = newMemtable(e.committed.Load() + 1)
+	e.ix.mem = newMemtable(e.committed.Load()+1, e.cfg.IndexFlushEvents)
 	return nil
 }
 

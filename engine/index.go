@@ -56,19 +56,32 @@ type memList struct {
 
 // memtable is the index of the most recent events. The writer adds to it under Engine.mu
 // (write lock); readers query it under the read lock.
+//
+// Event ids are nearly always unique, so the id kind keeps one position per key in a flat
+// map (ids), and the rare repeat (the same id in another stream, or a hash collision) in
+// lists[ixID]: no allocation per event.
 type memtable struct {
 	lists  [numKinds]map[uint64]*memList
+	ids    map[uint64]uint64
 	minPos uint64
 	maxPos uint64
 	events int
 }
 
-func newMemtable(minPos uint64) *memtable {
-	m := &memtable{minPos: minPos, maxPos: minPos - 1}
+func newMemtable(minPos uint64, sizeHint int) *memtable {
+	m := &memtable{minPos: minPos, maxPos: minPos - 1, ids: make(map[uint64]uint64, sizeHint)}
 	for k := range m.lists {
 		m.lists[k] = make(map[uint64]*memList)
 	}
 	return m
+}
+
+func (m *memtable) addID(k1, pos uint64) {
+	if _, dup := m.ids[k1]; !dup {
+		m.ids[k1] = pos
+		return
+	}
+	m.add(ixID, k1, pos, 0)
 }
 
 func (m *memtable) add(kind indexKind, k1, k2, v uint64) {
@@ -91,7 +104,7 @@ func (m *memtable) addEvent(stream, typ string, id uuid.UUID, rev, pos uint64) {
 	if typ != "" {
 		m.add(ixType, hashName(typ), pos, 0)
 	}
-	m.add(ixID, hashID(id), pos, 0)
+	m.addID(hashID(id), pos)
 	m.maxPos = pos
 	m.events++
 }
@@ -99,6 +112,25 @@ func (m *memtable) addEvent(stream, typ string, id uuid.UUID, rev, pos uint64) {
 // collect appends to out the entries of key k1 with lo ≤ k2 ≤ hi and a position at most
 // maxPos, at most limit of them, the lowest k2 first (or the highest when desc).
 func (m *memtable) collect(kind indexKind, k1, lo, hi uint64, desc bool, limit int, maxPos uint64, out []kv) []kv {
+	if kind == ixID {
+		if pos, ok := m.ids[k1]; ok && pos >= lo && pos <= hi && pos <= maxPos && limit > 0 {
+			if l := m.lists[ixID][k1]; l != nil {
+				// Rare: more than one position; merge them all.
+				sel := []kv{{pos, 0}}
+				for _, e := range l.e {
+					if e.k2 >= lo && e.k2 <= hi && e.k2 <= maxPos {
+						sel = append(sel, e)
+					}
+				}
+				slices.SortFunc(sel, cmpKV)
+				if desc {
+					slices.Reverse(sel)
+				}
+				return append(out, sel[:min(limit, len(sel))]...)
+			}
+			return append(out, kv{pos, 0})
+		}
+	}
 	l := m.lists[kind][k1]
 	if l == nil || limit <= 0 {
 		return out
@@ -149,19 +181,48 @@ func (m *memtable) collect(kind indexKind, k1, lo, hi uint64, desc bool, limit i
 	return out
 }
 
-// sortedEntries returns the memtable's entries of one kind sorted by (k1, k2, v).
+// sortedEntries returns the memtable's entries of one kind sorted by (k1, k2, v). Sorting
+// the keys alone (plain uint64s) and emitting each key's list, already in k2 order unless a
+// collision mixed it, is much cheaper than sorting every entry with a comparison function.
 func (m *memtable) sortedEntries(kind indexKind) []runEntry {
+	lists := m.lists[kind]
 	n := 0
-	for _, l := range m.lists[kind] {
+	for _, l := range lists {
 		n += len(l.e)
 	}
-	out := make([]runEntry, 0, n)
-	for k1, l := range m.lists[kind] {
-		for _, e := range l.e {
-			out = append(out, runEntry{k1, e.k2, e.v})
+	if kind == ixID {
+		n += len(m.ids)
+	}
+	keys := make([]uint64, 0, len(lists)+len(m.ids))
+	for k1 := range lists {
+		keys = append(keys, k1)
+	}
+	if kind == ixID {
+		for k1 := range m.ids {
+			if lists[k1] == nil {
+				keys = append(keys, k1)
+			}
 		}
 	}
-	slices.SortFunc(out, cmpRunEntry)
+	slices.Sort(keys)
+	out := make([]runEntry, 0, n)
+	for _, k1 := range keys {
+		start := len(out)
+		if kind == ixID {
+			if pos, ok := m.ids[k1]; ok {
+				out = append(out, runEntry{k1, pos, 0})
+			}
+		}
+		l := lists[k1]
+		if l != nil {
+			for _, e := range l.e {
+				out = append(out, runEntry{k1, e.k2, e.v})
+			}
+		}
+		if l != nil && (!l.sorted || kind == ixID) {
+			slices.SortFunc(out[start:], cmpRunEntry)
+		}
+	}
 	return out
 }
 
@@ -207,13 +268,23 @@ func (ix *indexSet) collect(kind indexKind, k1, lo, hi uint64, desc bool, limit 
 	return out, nil
 }
 
+func (m *memtable) has(kind indexKind, k1 uint64) bool {
+	if kind == ixID {
+		if _, ok := m.ids[k1]; ok {
+			return true
+		}
+	}
+	_, ok := m.lists[kind][k1]
+	return ok
+}
+
 // mayContain reports whether key k1 may have entries: false is certain.
 func (ix *indexSet) mayContain(kind indexKind, k1 uint64) bool {
-	if _, ok := ix.mem.lists[kind][k1]; ok {
+	if ix.mem.has(kind, k1) {
 		return true
 	}
 	for _, m := range ix.frozen {
-		if _, ok := m.lists[kind][k1]; ok {
+		if m.has(kind, k1) {
 			return true
 		}
 	}

@@ -303,9 +303,14 @@ func loadRun(f *os.File, path string) (*run, error) {
 		fenceOff := int64(binary.LittleEndian.Uint64(q[16:]))
 		bloomOff := int64(binary.LittleEndian.Uint64(q[24:]))
 		bloomLen := int64(binary.LittleEndian.Uint64(q[32:]))
+		// Every bound is checked without overflow: the footer may hold anything.
+		if k.off < runHeaderSize || k.off > size || k.n > uint64(size-k.off)/runEntrySize ||
+			fenceOff < 0 || fenceOff > size || bloomOff < 0 || bloomOff > size ||
+			bloomLen < 0 || bloomLen > size-bloomOff || bloomLen%64 != 0 {
+			return nil, fmt.Errorf("%w: run footer out of range", errCorrupt)
+		}
 		nf := int64((k.n + runBlock - 1) / runBlock)
-		if k.off < runHeaderSize || k.off+int64(k.n)*runEntrySize > size || fenceOff+16*nf > size ||
-			bloomOff+bloomLen > size || bloomLen%64 != 0 {
+		if nf > (size-fenceOff)/16 {
 			return nil, fmt.Errorf("%w: run footer out of range", errCorrupt)
 		}
 		b := make([]byte, 16*nf)

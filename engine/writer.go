@@ -391,7 +391,7 @@ func (e *Engine) flushPending() {
 	rotate := e.ix.mem.events >= e.cfg.IndexFlushEvents
 	if rotate {
 		e.ix.frozen = append(e.ix.frozen, e.ix.mem)
-		e.ix.mem = newMemtable(w.nextPos)
+		e.ix.mem = newMemtable(w.nextPos, e.cfg.IndexFlushEvents)
 	}
 	frozen := len(e.ix.frozen)
 	e.mu.Unlock()
