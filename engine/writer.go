@@ -229,7 +229,7 @@ func (e *Engine) prepare(op, stream string, ev *verity.EventData, p *preparedEve
 	if ct == "" {
 		ct = verity.ContentTypeJSON
 	}
-	if ct == verity.ContentTypeJSON && len(ev.Data) > 0 && !json.Valid(ev.Data) {
+	if ct == verity.ContentTypeJSON && len(ev.Data) > 0 && !validJSON(ev.Data) {
 		return bad("event %q data is not valid JSON (content type %s)", ev.Type, ct)
 	}
 	p.id = ev.ID
@@ -443,15 +443,22 @@ func (e *Engine) apply(req *appendReq, item *syncItem) ([]verity.AppendResult, e
 				return nil, &verity.Error{Kind: verity.Deleted, Op: req.op, Stream: of, Message: "stream was tombstoned; its metadata cannot change"}
 			}
 		}
-		if r, ok, err := e.idempotent(req.op, p, st); err != nil {
-			return nil, err
-		} else if ok {
-			results[i] = r
-			dup++
-			continue
+		// An Exact or NoStream condition that holds proves the append was never committed
+		// (committing it would have moved the stream past that revision), so the event ids
+		// need looking up only when the condition fails, or for Any and StreamExists.
+		condErr := checkExpected(req.op, p, st)
+		_, exact := p.expected.Revision()
+		if condErr != nil || !(exact || p.expected.IsNoStream()) || st.softDeleted() {
+			if r, ok, err := e.idempotent(req.op, p, st); err != nil {
+				return nil, err
+			} else if ok {
+				results[i] = r
+				dup++
+				continue
+			}
 		}
-		if err := checkExpected(req.op, p, st); err != nil {
-			return nil, err
+		if condErr != nil {
+			return nil, condErr
 		}
 		if p.softDelete && st.lastRev < 0 && !st.softDeleted() {
 			return nil, &verity.Error{Kind: verity.NotFound, Op: req.op, Stream: p.stream, Message: "stream does not exist"}
