@@ -1,10 +1,6 @@
 package engine
 
-import (
-	"context"
-
-	"github.com/verity-dev/verity"
-)
+import "github.com/verity-dev/verity"
 
 var _ verity.Store = (*Engine)(nil)
 
@@ -48,9 +44,3 @@ type VerifyResult struct {
 	// Problem says what failed and where (segment file and offset).
 	Problem string
 }
-
-// Scavenge and Verify are declared here for the callers' sake; see scavenge.go and verify.go.
-var (
-	_ func(*Engine, context.Context) (ScavengeResult, error) = (*Engine).Scavenge
-	_ func(context.Context, string) (VerifyResult, error)    = Verify
-)

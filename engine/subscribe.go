@@ -158,9 +158,6 @@ func (s *subscription) fill(ctx context.Context, committed uint64) error {
 			s.buf = append(s.buf, verity.SubscriptionMessage{Kind: verity.MessageEvent, Event: ev})
 			s.next = ev.Revision + 1
 		}
-		if len(evs) == subBatch && len(s.buf) == subBatch {
-			return nil
-		}
 		return nil
 	}
 	if s.next > committed {

@@ -471,63 +471,83 @@ func (e *Engine) apply(req *appendReq, item *syncItem) ([]verity.AppendResult, e
 		return nil, verity.Errorf(verity.Conflict, req.op, "an atomic append was retried in part: some streams already hold its events, others do not")
 	}
 	// The conditions hold: lay out the events. Soft delete and undelete become metadata
-	// events in the same transaction.
+	// events in the same transaction. Everything that can fail is resolved here, before
+	// the first byte is encoded: a transaction is never half in the buffer.
 	type planned struct {
 		stream string
 		st     *streamState
 		rev    uint64
 		ev     *preparedEvent
+		// meta and target: a metadata event's parsed metadata and the state of the stream
+		// it describes (nil for other events).
 		meta   *verity.StreamMetadata
+		target *streamState
+		// part is the index of the part whose result this event sets, or -1; deleted
+		// marks the metadata event of a soft delete, which sets only the position.
+		part    int
+		deleted bool
 	}
 	var plan []planned
+	markerOf := func(i int, stream string, st *streamState, m verity.StreamMetadata, deleted bool) error {
+		ev, err := e.metadataEvent(stream, m)
+		if err != nil {
+			return err
+		}
+		mst, err := e.streamState(verity.MetadataStreamOf(stream))
+		if err != nil {
+			return err
+		}
+		part := -1
+		if deleted {
+			part = i
+		}
+		plan = append(plan, planned{stream: verity.MetadataStreamOf(stream), st: mst, rev: uint64(mst.lastRev + 1), ev: ev,
+			meta: &m, target: st, part: part, deleted: deleted})
+		return nil
+	}
 	for i := range req.parts {
 		p, st := &req.parts[i], states[i]
+		if len(p.events) == 0 && !p.softDelete {
+			results[i] = verity.AppendResult{Revision: uint64(max(st.lastRev, 0))}
+			continue
+		}
 		switch {
 		case p.softDelete:
 			m := verity.StreamMetadata{}
 			if st.meta != nil {
 				m = *st.meta
 			}
-			m = m.SoftDeleted()
-			ev, err := e.metadataEvent(p.stream, m)
-			if err != nil {
+			if err := markerOf(i, p.stream, st, m.SoftDeleted(), true); err != nil {
 				return nil, err
 			}
-			mst, err := e.streamState(verity.MetadataStreamOf(p.stream))
-			if err != nil {
-				return nil, err
-			}
-			plan = append(plan, planned{verity.MetadataStreamOf(p.stream), mst, uint64(mst.lastRev + 1), ev, &m})
 			results[i] = verity.AppendResult{Revision: uint64(max(st.lastRev, 0))}
 			continue
-		case st.softDeleted() && len(p.events) > 0 && !p.tombstone:
+		case st.softDeleted() && !p.tombstone:
+			// Undelete: the old events stay hidden below the new truncate-before.
 			m := *st.meta
 			tb := uint64(st.lastRev + 1)
 			m.TruncateBefore = &tb
-			ev, err := e.metadataEvent(p.stream, m)
-			if err != nil {
+			if err := markerOf(i, p.stream, st, m, false); err != nil {
 				return nil, err
 			}
-			mst, err := e.streamState(verity.MetadataStreamOf(p.stream))
-			if err != nil {
+		}
+		var target *streamState
+		if of, ok := verity.IsMetadataStream(p.stream); ok && p.meta != nil {
+			var err error
+			if target, err = e.streamState(of); err != nil {
 				return nil, err
 			}
-			plan = append(plan, planned{verity.MetadataStreamOf(p.stream), mst, uint64(mst.lastRev + 1), ev, &m})
 		}
 		next := uint64(st.lastRev + 1)
 		for j := range p.events {
-			rev := next + uint64(j)
+			pl := planned{stream: p.stream, st: st, rev: next + uint64(j), ev: &p.events[j], part: i}
 			if p.tombstone {
-				rev = verity.TombstoneRevision
+				pl.rev = verity.TombstoneRevision
 			}
-			var meta *verity.StreamMetadata
-			if j == len(p.events)-1 {
-				meta = p.meta
+			if j == len(p.events)-1 && target != nil {
+				pl.meta, pl.target = p.meta, target
 			}
-			plan = append(plan, planned{p.stream, st, rev, &p.events[j], meta})
-		}
-		if len(p.events) == 0 {
-			results[i] = verity.AppendResult{Revision: uint64(max(st.lastRev, 0))}
+			plan = append(plan, pl)
 		}
 	}
 	size := 0
@@ -544,14 +564,6 @@ func (e *Engine) apply(req *appendReq, item *syncItem) ([]verity.AppendResult, e
 	if now < w.lastCreated {
 		now = w.lastCreated // commit times never go backwards along the log
 	}
-	partOf := func(stream string) int {
-		for i := range req.parts {
-			if req.parts[i].stream == stream {
-				return i
-			}
-		}
-		return -1
-	}
 	for k, pl := range plan {
 		m := entryMeta{position: w.nextPos, revision: pl.rev, created: now}
 		if k == len(plan)-1 {
@@ -564,21 +576,18 @@ func (e *Engine) apply(req *appendReq, item *syncItem) ([]verity.AppendResult, e
 		w.pendingIdx = append(w.pendingIdx, pe)
 		w.pendingIDs[pl.ev.id] = pe
 		pl.st.lastRev, pl.st.lastPos = int64(pl.rev), w.nextPos
-		if of, ok := verity.IsMetadataStream(pl.stream); ok && pl.meta != nil {
-			tst, err := e.streamState(of)
-			if err != nil {
-				return nil, err
-			}
-			tst.meta = pl.meta
-			item.restr = append(item.restr, restrUpdate{stream: of, meta: pl.meta})
+		if pl.target != nil {
+			pl.target.meta = pl.meta
+			item.restr = append(item.restr, restrUpdate{stream: streamOfMeta(pl.stream), meta: pl.meta})
 		}
 		if pl.rev == verity.TombstoneRevision {
 			item.restr = append(item.restr, restrUpdate{stream: pl.stream, tombstoned: true})
 		}
-		if i := partOf(pl.stream); i >= 0 && !req.parts[i].softDelete {
-			results[i] = verity.AppendResult{Revision: pl.rev, Position: w.nextPos}
-		} else if i := partOf(streamOfMeta(pl.stream)); i >= 0 && req.parts[i].softDelete {
-			results[i].Position = w.nextPos
+		switch {
+		case pl.deleted:
+			results[pl.part].Position = w.nextPos
+		case pl.part >= 0:
+			results[pl.part] = verity.AppendResult{Revision: pl.rev, Position: w.nextPos}
 		}
 		w.nextPos++
 	}
