@@ -199,43 +199,29 @@ func (e *Engine) SetStreamMetadata(ctx context.Context, stream string, expected 
 
 // DeleteStream implements verity.Store.
 func (e *Engine) DeleteStream(ctx context.Context, stream string, expected verity.ExpectedRevision) (verity.DeleteResult, error) {
-	const op = "delete"
-	if err := e.check(op); err != nil {
-		return verity.DeleteResult{}, err
-	}
-	if err := ctx.Err(); err != nil {
-		return verity.DeleteResult{}, err
-	}
-	if err := e.validStream(op, stream); err != nil {
-		return verity.DeleteResult{}, err
-	}
-	resp, err := e.submit(ctx, &appendReq{op: op, parts: []appendPart{{stream: stream, expected: expected, softDelete: true}}})
-	if err != nil {
-		return verity.DeleteResult{}, err
-	}
-	if resp.err != nil {
-		return verity.DeleteResult{}, resp.err
-	}
-	return verity.DeleteResult{Position: resp.results[0].Position}, nil
+	return e.deleteStream(ctx, "delete", appendPart{stream: stream, expected: expected, softDelete: true})
 }
 
 // TombstoneStream implements verity.Store.
 func (e *Engine) TombstoneStream(ctx context.Context, stream string, expected verity.ExpectedRevision) (verity.DeleteResult, error) {
-	const op = "tombstone"
+	ev := verity.EventData{ID: uuid.New(), Type: verity.EventTypeStreamDeleted, ContentType: verity.ContentTypeJSON, Data: []byte("{}")}
+	p := preparedEvent{id: ev.ID, typ: ev.Type, fresh: true}
+	p.payload = encodePayload(stream, &ev, ev.ContentType)
+	p.hash = sha256.Sum256(p.payload)
+	return e.deleteStream(ctx, "tombstone", appendPart{stream: stream, expected: expected, tombstone: true, events: []preparedEvent{p}})
+}
+
+func (e *Engine) deleteStream(ctx context.Context, op string, part appendPart) (verity.DeleteResult, error) {
 	if err := e.check(op); err != nil {
 		return verity.DeleteResult{}, err
 	}
 	if err := ctx.Err(); err != nil {
 		return verity.DeleteResult{}, err
 	}
-	if err := e.validStream(op, stream); err != nil {
+	if err := e.validStream(op, part.stream); err != nil {
 		return verity.DeleteResult{}, err
 	}
-	ev := verity.EventData{ID: uuid.New(), Type: verity.EventTypeStreamDeleted, ContentType: verity.ContentTypeJSON, Data: []byte("{}")}
-	p := preparedEvent{id: ev.ID, typ: ev.Type, fresh: true}
-	p.payload = encodePayload(stream, &ev, ev.ContentType)
-	p.hash = sha256.Sum256(p.payload)
-	resp, err := e.submit(ctx, &appendReq{op: op, parts: []appendPart{{stream: stream, expected: expected, tombstone: true, events: []preparedEvent{p}}}})
+	resp, err := e.submit(ctx, &appendReq{op: op, parts: []appendPart{part}})
 	if err != nil {
 		return verity.DeleteResult{}, err
 	}
