@@ -43,9 +43,8 @@ type Engine struct {
 	notify    chan struct{}
 
 	reqs    chan *appendReq
-	syncq   chan *syncItem
 	closing chan struct{}
-	stopped chan struct{} // closed when the syncer has answered everything
+	stopped chan struct{} // closed when the writer has answered everything
 	closed  atomic.Bool
 	failed  atomic.Pointer[error]
 	closeMu sync.Mutex
@@ -82,7 +81,6 @@ func Open(cfg Config) (*Engine, error) {
 		indexDir:  filepath.Join(cfg.Dir, "index"),
 		notify:    make(chan struct{}),
 		reqs:      make(chan *appendReq, 1024),
-		syncq:     make(chan *syncItem, 8),
 		closing:   make(chan struct{}),
 		stopped:   make(chan struct{}),
 		flushKick: make(chan struct{}, 1),
@@ -111,9 +109,8 @@ func Open(cfg Config) (*Engine, error) {
 		e.closeFiles()
 		return nil, err
 	}
-	e.wg.Add(3)
+	e.wg.Add(2)
 	go e.writeLoop()
-	go e.syncLoop()
 	go e.indexLoop()
 	if cfg.ScavengeInterval > 0 {
 		e.wg.Add(1)
