@@ -57,19 +57,23 @@ type memList struct {
 // memtable is the index of the most recent events. The writer adds to it under Engine.mu
 // (write lock); readers query it under the read lock.
 //
-// Event ids are nearly always unique, so the id kind keeps one position per key in a flat
-// map (ids), and the rare repeat (the same id in another stream, or a hash collision) in
-// lists[ixID]: no allocation per event.
+// Event ids are looked up only by the writer, and only when an append could be a retry, but
+// every event adds one: so the id kind is an append-only list (ids) behind a small blocked
+// Bloom filter (idBloom, a few hundred KiB, cache-resident), not a map whose every insert
+// misses the cache. A look-up that the filter passes scans the list.
 type memtable struct {
-	lists  [numKinds]map[uint64]*memList
-	ids    map[uint64]uint64
-	minPos uint64
-	maxPos uint64
-	events int
+	lists   [numKinds]map[uint64]*memList
+	ids     []runEntry
+	idBloom []uint64
+	minPos  uint64
+	maxPos  uint64
+	events  int
 }
 
 func newMemtable(minPos uint64, sizeHint int) *memtable {
-	m := &memtable{minPos: minPos, maxPos: minPos - 1, ids: make(map[uint64]uint64, sizeHint)}
+	m := &memtable{minPos: minPos, maxPos: minPos - 1,
+		ids:     make([]runEntry, 0, sizeHint),
+		idBloom: make([]uint64, 8*bloomBlocks(uint64(max(sizeHint, 1024))))}
 	for k := range m.lists {
 		m.lists[k] = make(map[uint64]*memList)
 	}
@@ -77,11 +81,8 @@ func newMemtable(minPos uint64, sizeHint int) *memtable {
 }
 
 func (m *memtable) addID(k1, pos uint64) {
-	if _, dup := m.ids[k1]; !dup {
-		m.ids[k1] = pos
-		return
-	}
-	m.add(ixID, k1, pos, 0)
+	m.ids = append(m.ids, runEntry{k1, pos, 0})
+	bloomAdd(m.idBloom, k1)
 }
 
 func (m *memtable) add(kind indexKind, k1, k2, v uint64) {
@@ -113,23 +114,19 @@ func (m *memtable) addEvent(stream, typ string, id uuid.UUID, rev, pos uint64) {
 // maxPos, at most limit of them, the lowest k2 first (or the highest when desc).
 func (m *memtable) collect(kind indexKind, k1, lo, hi uint64, desc bool, limit int, maxPos uint64, out []kv) []kv {
 	if kind == ixID {
-		if pos, ok := m.ids[k1]; ok && pos >= lo && pos <= hi && pos <= maxPos && limit > 0 {
-			if l := m.lists[ixID][k1]; l != nil {
-				// Rare: more than one position; merge them all.
-				sel := []kv{{pos, 0}}
-				for _, e := range l.e {
-					if e.k2 >= lo && e.k2 <= hi && e.k2 <= maxPos {
-						sel = append(sel, e)
-					}
-				}
-				slices.SortFunc(sel, cmpKV)
-				if desc {
-					slices.Reverse(sel)
-				}
-				return append(out, sel[:min(limit, len(sel))]...)
-			}
-			return append(out, kv{pos, 0})
+		if limit <= 0 || !bloomHas(m.idBloom, k1) {
+			return out
 		}
+		var sel []kv
+		for _, e := range m.ids {
+			if e.k1 == k1 && e.k2 >= lo && e.k2 <= hi && e.k2 <= maxPos {
+				sel = append(sel, kv{e.k2, 0})
+			}
+		}
+		if desc {
+			slices.Reverse(sel)
+		}
+		return append(out, sel[:min(limit, len(sel))]...)
 	}
 	l := m.lists[kind][k1]
 	if l == nil || limit <= 0 {
@@ -185,41 +182,29 @@ func (m *memtable) collect(kind indexKind, k1, lo, hi uint64, desc bool, limit i
 // the keys alone (plain uint64s) and emitting each key's list, already in k2 order unless a
 // collision mixed it, is much cheaper than sorting every entry with a comparison function.
 func (m *memtable) sortedEntries(kind indexKind) []runEntry {
+	if kind == ixID {
+		out := slices.Clone(m.ids)
+		slices.SortFunc(out, cmpRunEntry)
+		return out
+	}
 	lists := m.lists[kind]
 	n := 0
 	for _, l := range lists {
 		n += len(l.e)
 	}
-	if kind == ixID {
-		n += len(m.ids)
-	}
-	keys := make([]uint64, 0, len(lists)+len(m.ids))
+	keys := make([]uint64, 0, len(lists))
 	for k1 := range lists {
 		keys = append(keys, k1)
-	}
-	if kind == ixID {
-		for k1 := range m.ids {
-			if lists[k1] == nil {
-				keys = append(keys, k1)
-			}
-		}
 	}
 	slices.Sort(keys)
 	out := make([]runEntry, 0, n)
 	for _, k1 := range keys {
 		start := len(out)
-		if kind == ixID {
-			if pos, ok := m.ids[k1]; ok {
-				out = append(out, runEntry{k1, pos, 0})
-			}
-		}
 		l := lists[k1]
-		if l != nil {
-			for _, e := range l.e {
-				out = append(out, runEntry{k1, e.k2, e.v})
-			}
+		for _, e := range l.e {
+			out = append(out, runEntry{k1, e.k2, e.v})
 		}
-		if l != nil && (!l.sorted || kind == ixID) {
+		if !l.sorted {
 			slices.SortFunc(out[start:], cmpRunEntry)
 		}
 	}
@@ -270,9 +255,7 @@ func (ix *indexSet) collect(kind indexKind, k1, lo, hi uint64, desc bool, limit 
 
 func (m *memtable) has(kind indexKind, k1 uint64) bool {
 	if kind == ixID {
-		if _, ok := m.ids[k1]; ok {
-			return true
-		}
+		return bloomHas(m.idBloom, k1)
 	}
 	_, ok := m.lists[kind][k1]
 	return ok
