@@ -85,8 +85,12 @@ func (e *Engine) ReadStream(ctx context.Context, stream string, opts verity.Read
 		if err != nil {
 			return nil, err
 		}
+		k := 0 // readPositions calls back once per hit, in order
 		err = e.readPositions(hits, desc, func(en *entry) {
-			if en.stream == stream && en.kind == kindEvent && en.created >= minCreated {
+			h := hits[k]
+			k++
+			// The index may collide or be damaged: the event itself has the last word.
+			if en.stream == stream && en.kind == kindEvent && en.created >= minCreated && en.revision == h.k2 && en.position == h.v {
 				out = append(out, en.recorded())
 			}
 		})
@@ -133,7 +137,8 @@ func (e *Engine) checkVisible(op, stream string, m *verity.StreamMetadata, lastR
 	return nil
 }
 
-// readPositions reads the events at the positions of hits (their v), in the order given.
+// readPositions reads the events at the positions of hits (their v), in the order given,
+// calling fn once per hit.
 // Consecutive positions, common since a stream's events are often written together, are read
 // with one sequential read instead of one read each.
 func (e *Engine) readPositions(hits []kv, desc bool, fn func(*entry)) error {
