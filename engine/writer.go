@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -276,6 +277,9 @@ func (e *Engine) submit(ctx context.Context, req *appendReq) (appendResp, error)
 
 const maxBatchBytes = 8 << 20
 
+// parallelIndexEvents is the batch size from which memtable inserts overlap the fsync.
+const parallelIndexEvents = 256
+
 // writeLoop is the single writer. Each turn it takes every queued request, checks and
 // encodes them, writes the batch with one write, fsyncs, and only then makes the batch
 // visible and answers it. Requests that arrive during the fsync form the next batch: that
@@ -307,7 +311,17 @@ func (e *Engine) writeLoop() {
 				break gather
 			}
 		}
-		e.commit(e.process(batch))
+		item := e.process(batch)
+		// A large batch's memtable inserts run while the fsync waits on the disk (the batch
+		// becomes visible only after both); a small one's cost less than the hand-off.
+		var indexed sync.WaitGroup
+		if item.events >= parallelIndexEvents {
+			indexed.Go(e.flushPending)
+		} else {
+			e.flushPending()
+		}
+		e.commit(item, &indexed)
+		e.evictStreams()
 	}
 }
 
@@ -324,8 +338,8 @@ func (e *Engine) drainClosed() {
 }
 
 // process applies a batch: each request is checked against the stream states and encoded
-// into the write buffer (or refused); the buffer is written; the memtable learns the new
-// events. Nothing becomes visible until the syncer has fsynced.
+// into the write buffer (or refused), and the buffer is written. flushPending then gives the
+// memtable the new events; nothing becomes visible before commit has fsynced.
 func (e *Engine) process(batch []*appendReq) *syncItem {
 	w := &e.w
 	item := &syncItem{replies: make([]reply, 0, len(batch))}
@@ -348,12 +362,10 @@ func (e *Engine) process(batch []*appendReq) *syncItem {
 			e.fail(err)
 		}
 	}
-	e.flushPending()
 	item.seg = w.active
 	item.seg.acquire()
 	item.lastPos = w.nextPos - 1
 	item.events = w.nextPos - firstPos
-	e.evictStreams()
 	return item
 }
 
@@ -783,8 +795,9 @@ func (e *Engine) roll() error {
 	return nil
 }
 
-// commit fsyncs a written batch, then makes it visible and answers its requests in order.
-func (e *Engine) commit(it *syncItem) {
+// commit fsyncs a written batch, waits until the memtable has it (indexed), then makes it
+// visible and answers its requests in order.
+func (e *Engine) commit(it *syncItem, indexed *sync.WaitGroup) {
 	defer it.seg.release()
 	if e.failed.Load() == nil && it.events > 0 {
 		start := time.Now()
@@ -795,6 +808,7 @@ func (e *Engine) commit(it *syncItem) {
 			e.fail(fmt.Errorf("fsync %s: %w", it.seg.path, err))
 		}
 	}
+	indexed.Wait()
 	if e.failed.Load() != nil {
 		for _, r := range it.replies {
 			r.req.done <- appendResp{err: e.check(r.req.op)}
