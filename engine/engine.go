@@ -62,7 +62,6 @@ type Engine struct {
 	stats struct {
 		appends, events, bytes, fsyncs, fsyncNanos atomic.Uint64
 	}
-	ixStats indexStats
 }
 
 // Open opens (creating if needed) the store in cfg.Dir, recovering from any crash: a torn
@@ -348,7 +347,6 @@ func (e *Engine) openIndex() error {
 		}
 		os.Remove(r.path)
 	}
-	e.ix.flushedThrough = next - 1
 	e.ix.mem = newMemtable(next, e.cfg.IndexFlushEvents)
 	if next > last {
 		return nil
@@ -362,7 +360,6 @@ func (e *Engine) openIndex() error {
 				return verity.Errorf(verity.Unavailable, "open", "write index run: %v", err)
 			}
 			e.ix.runs = append(e.ix.runs, r)
-			e.ix.flushedThrough = r.maxPos
 			e.ix.mem = newMemtable(r.maxPos+1, e.cfg.IndexFlushEvents)
 		}
 		return nil

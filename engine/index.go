@@ -3,7 +3,6 @@ package engine
 import (
 	"cmp"
 	"slices"
-	"sync/atomic"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/google/uuid"
@@ -32,8 +31,6 @@ const (
 
 // numKinds is how many index kinds there are.
 const numKinds = 4
-
-var kindNamesIx = [numKinds]string{"stream", "category", "type", "id"}
 
 func hashName(s string) uint64   { return xxhash.Sum64String(s) }
 func hashID(id uuid.UUID) uint64 { return xxhash.Sum64(id[:]) }
@@ -217,8 +214,6 @@ type indexSet struct {
 	runs   []*run
 	frozen []*memtable
 	mem    *memtable
-	// flushedThrough is the last position covered by runs.
-	flushedThrough uint64
 }
 
 // collect gathers up to limit entries of key k1 in [lo, hi] from every part of the index,
@@ -277,10 +272,4 @@ func (ix *indexSet) mayContain(kind indexKind, k1 uint64) bool {
 		}
 	}
 	return false
-}
-
-// indexStats counts index activity for metrics.
-type indexStats struct {
-	flushes atomic.Uint64
-	merges  atomic.Uint64
 }

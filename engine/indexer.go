@@ -51,9 +51,7 @@ func (e *Engine) indexLoop() {
 			e.mu.Lock()
 			e.ix.runs = append(e.ix.runs, r)
 			e.ix.frozen = e.ix.frozen[1:]
-			e.ix.flushedThrough = r.maxPos
 			e.mu.Unlock()
-			e.ixStats.flushes.Add(1)
 			select {
 			case e.flushed <- struct{}{}:
 			default:
@@ -120,6 +118,5 @@ func (e *Engine) mergeRuns() {
 			r.f.Close()
 			os.Remove(r.path)
 		}
-		e.ixStats.merges.Add(1)
 	}
 }

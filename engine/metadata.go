@@ -187,7 +187,7 @@ func (e *Engine) SetStreamMetadata(ctx context.Context, stream string, expected 
 	if err != nil {
 		return verity.AppendResult{}, verity.Errorf(verity.Invalid, op, "%v", err)
 	}
-	res, err := e.AppendMulti(ctx, verity.StreamAppend{
+	res, err := e.appendParts(ctx, op, verity.StreamAppend{
 		Stream: verity.MetadataStreamOf(stream), Expected: expected,
 		Events: []verity.EventData{{Type: verity.EventTypeMetadata, Data: data}},
 	})

@@ -108,12 +108,11 @@ func bloomSpot(k1, blocks uint64) (blk, h uint64) {
 
 // runWriter streams sorted entries of each kind into a new run file.
 type runWriter struct {
-	tmp    string
-	f      *os.File
-	w      *bufio.Writer
-	off    int64
-	kinds  [numKinds]runKind
-	counts [numKinds]uint64
+	tmp   string
+	f     *os.File
+	w     *bufio.Writer
+	off   int64
+	kinds [numKinds]runKind
 }
 
 func createRunWriter(dir string) (*runWriter, error) {

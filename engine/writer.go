@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"sync"
@@ -86,7 +85,6 @@ type syncItem struct {
 	seg     *segment
 	lastPos uint64
 	events  uint64
-	bytes   uint64
 	replies []reply
 	restr   []restrUpdate
 }
@@ -105,12 +103,8 @@ type restrUpdate struct {
 
 // Append implements verity.Store.
 func (e *Engine) Append(ctx context.Context, stream string, expected verity.ExpectedRevision, events ...verity.EventData) (verity.AppendResult, error) {
-	res, err := e.AppendMulti(ctx, verity.StreamAppend{Stream: stream, Expected: expected, Events: events})
+	res, err := e.appendParts(ctx, "append", verity.StreamAppend{Stream: stream, Expected: expected, Events: events})
 	if err != nil {
-		var ve *verity.Error
-		if errors.As(err, &ve) && ve.Op == "append multi" {
-			ve.Op = "append"
-		}
 		return verity.AppendResult{}, err
 	}
 	return res[0], nil
@@ -118,7 +112,12 @@ func (e *Engine) Append(ctx context.Context, stream string, expected verity.Expe
 
 // AppendMulti implements verity.Store.
 func (e *Engine) AppendMulti(ctx context.Context, appends ...verity.StreamAppend) ([]verity.AppendResult, error) {
-	const op = "append multi"
+	return e.appendParts(ctx, "append multi", appends...)
+}
+
+// appendParts validates and prepares appends on the caller's goroutine and submits them as
+// one transaction; op names the operation in errors.
+func (e *Engine) appendParts(ctx context.Context, op string, appends ...verity.StreamAppend) ([]verity.AppendResult, error) {
 	if err := e.check(op); err != nil {
 		return nil, err
 	}
@@ -600,7 +599,6 @@ func (e *Engine) apply(req *appendReq, item *syncItem) ([]verity.AppendResult, e
 		w.nextPos++
 	}
 	w.lastCreated = now
-	item.bytes += uint64(size)
 	return results, nil
 }
 

@@ -172,19 +172,6 @@ func readAll(t testing.TB, st verity.Store, f verity.Filter) []verity.RecordedEv
 	}
 }
 
-// lastPosition is the position of the last event of the log, 0 when it is empty.
-func lastPosition(t testing.TB, st verity.Store) uint64 {
-	t.Helper()
-	evs, err := st.ReadAll(t.Context(), verity.ReadAllOptions{Direction: verity.Backwards, FromEnd: true, Limit: 1})
-	if err != nil {
-		t.Fatalf("ReadAll(backwards from the end, limit 1): %v", err)
-	}
-	if len(evs) == 0 {
-		return 0
-	}
-	return evs[0].Position
-}
-
 // ofStream keeps the events of one stream.
 func ofStream(evs []verity.RecordedEvent, stream string) []verity.RecordedEvent {
 	var out []verity.RecordedEvent
@@ -219,22 +206,6 @@ func positions(evs []verity.RecordedEvent) []uint64 {
 	out := make([]uint64, len(evs))
 	for i, e := range evs {
 		out[i] = e.Position
-	}
-	return out
-}
-
-func ids(evs []verity.RecordedEvent) []uuid.UUID {
-	out := make([]uuid.UUID, len(evs))
-	for i, e := range evs {
-		out[i] = e.ID
-	}
-	return out
-}
-
-func dataIDs(evs []verity.EventData) []uuid.UUID {
-	out := make([]uuid.UUID, len(evs))
-	for i, e := range evs {
-		out[i] = e.ID
 	}
 	return out
 }
