@@ -1,6 +1,10 @@
 package engine
 
-import "github.com/verity-dev/verity"
+import (
+	"time"
+
+	"github.com/verity-dev/verity"
+)
 
 var _ verity.Store = (*Engine)(nil)
 
@@ -43,4 +47,12 @@ type VerifyResult struct {
 	FirstBadPosition uint64
 	// Problem says what failed and where (segment file and offset).
 	Problem string
+}
+
+// CommitInfo describes one durable batch of the group commit, for Config.OnCommit.
+type CommitInfo struct {
+	Appends int           // append calls answered with success
+	Events  int           // events made durable
+	Bytes   int           // bytes written to the segment
+	Fsync   time.Duration // time the fsync took
 }

@@ -38,6 +38,11 @@ type Config struct {
 	// Engine.Scavenge or `verity scavenge` instead).
 	ScavengeInterval time.Duration
 
+	// OnCommit, when set, is called by the writer after each durable batch (group commit)
+	// with the number of events and bytes it carried and how long its fsync took. It runs on
+	// the writer's goroutine: it must be quick and must not call the engine. For metrics.
+	OnCommit func(c CommitInfo)
+
 	// Now is the clock for commit times and max-age; default time.Now.
 	Now func() time.Time
 	// Logger receives the engine's logs; default slog.Default().

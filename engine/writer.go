@@ -85,6 +85,7 @@ type syncItem struct {
 	seg     *segment
 	lastPos uint64
 	events  uint64
+	bytes   int
 	replies []reply
 	restr   []restrUpdate
 }
@@ -343,6 +344,7 @@ func (e *Engine) process(batch []*appendReq) *syncItem {
 	w := &e.w
 	item := &syncItem{replies: make([]reply, 0, len(batch))}
 	firstPos := w.nextPos
+	bytesBefore := e.stats.bytes.Load()
 	failed := e.failed.Load() != nil
 	for _, req := range batch {
 		var resp appendResp
@@ -365,6 +367,7 @@ func (e *Engine) process(batch []*appendReq) *syncItem {
 	item.seg.acquire()
 	item.lastPos = w.nextPos - 1
 	item.events = w.nextPos - firstPos
+	item.bytes = int(e.stats.bytes.Load() - bytesBefore)
 	return item
 }
 
@@ -797,11 +800,13 @@ func (e *Engine) roll() error {
 // visible and answers its requests in order.
 func (e *Engine) commit(it *syncItem, indexed *sync.WaitGroup) {
 	defer it.seg.release()
+	var fsync time.Duration
 	if e.failed.Load() == nil && it.events > 0 {
 		start := time.Now()
 		err := it.seg.f.Sync()
+		fsync = time.Since(start)
 		e.stats.fsyncs.Add(1)
-		e.stats.fsyncNanos.Add(uint64(time.Since(start)))
+		e.stats.fsyncNanos.Add(uint64(fsync))
 		if err != nil {
 			e.fail(fmt.Errorf("fsync %s: %w", it.seg.path, err))
 		}
@@ -828,6 +833,9 @@ func (e *Engine) commit(it *syncItem, indexed *sync.WaitGroup) {
 	}
 	e.stats.events.Add(it.events)
 	e.stats.appends.Add(appends)
+	if e.cfg.OnCommit != nil && it.events > 0 {
+		e.cfg.OnCommit(CommitInfo{Appends: int(appends), Events: int(it.events), Bytes: it.bytes, Fsync: fsync})
+	}
 	for _, r := range it.replies {
 		r.req.done <- r.resp
 	}
