@@ -33,6 +33,8 @@ type command struct {
 
 // commands is the dispatch table, in the order `verity help` lists them.
 var commands = []command{
+	{"dev", "run the server for development: insecure, on loopback, data in ./verity-data", runDev},
+	{"serve", "serve the store over gRPC (KurrentDB protocol) and HTTP/JSON", runServe},
 	{"append", "append events to a stream", runAppend},
 	{"read", "read a stream, or the whole log ($all), optionally filtered", runRead},
 	{"tail", "follow a stream or the log, printing events as they are committed", runTail},

@@ -1,0 +1,14 @@
+// Package client is the Go network client of a Verity server: a verity.Store over gRPC,
+// speaking Verity's own service (proto/verity/v1), so that code written against the
+// embedded engine runs unchanged against `verity serve`. It passes the same conformance
+// suite (package storetest) as the engine.
+//
+//	c, err := client.Dial("127.0.0.1:2113", client.Options{TLS: tlsConfig, Username: "admin", Password: pw})
+//	if err != nil { ... }
+//	defer c.Close()
+//	res, err := c.Append(ctx, "order-42", verity.NoStream(), verity.EventData{Type: "OrderPlaced", Data: data})
+//
+// Errors are those the server's store returned, rebuilt whole: errors.Is(err,
+// verity.ErrConflict) holds and the Conflict's Expected and Actual are set. A broken or
+// closed connection is Unavailable.
+package client

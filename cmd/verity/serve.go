@@ -1,0 +1,67 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/verity-dev/verity/server"
+)
+
+// runServe is `verity serve`: the store behind gRPC (KurrentDB protocol and Verity's own)
+// and HTTP/JSON on one port, until SIGINT or SIGTERM, then a graceful shutdown.
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("serve", "verity serve [flags]", `
+Serves the store in --data over the network: the KurrentDB (EventStoreDB) gRPC protocol, so
+the official clients work unchanged, Verity's own gRPC service (the Go client), and an
+HTTP/JSON API with server-sent events, all on one port (--listen). TLS is required
+(--tls-cert, --tls-key) unless --insecure is given: plaintext and no authentication, for
+development only. The first start with --admin-password (or VERITY_ADMIN_PASSWORD) creates
+the user "admin". Settings come from --config FILE (YAML), then VERITY_* environment
+variables, then flags, each overriding the one before. SIGINT or SIGTERM stops accepting,
+ends subscriptions, drains requests in flight (--shutdown-timeout), flushes and exits 0.
+Health: /health/live, /health/ready. Metrics: /metrics. See docs/server.md.`)
+	configFile := fs.String("config", "", "YAML config `FILE` (keys as in docs/server.md)")
+	var flags server.Flags
+	flags.Register(fs.FlagSet)
+	if _, err := fs.parse(args, stdout); err != nil {
+		return err
+	}
+	var cfg server.Config
+	if *configFile != "" {
+		if err := cfg.LoadFile(*configFile); err != nil {
+			return err
+		}
+	}
+	if err := cfg.ApplyEnv(os.LookupEnv); err != nil {
+		return &usageError{cmd: "serve", err: err}
+	}
+	if err := flags.Apply(&cfg); err != nil {
+		return &usageError{cmd: "serve", err: err}
+	}
+	if err := cfg.Validate(); err != nil {
+		return &usageError{cmd: "serve", err: err}
+	}
+	return serve(ctx, cfg, stderr, nil)
+}
+
+// serve runs a server with cfg until ctx ends. started, when set, is called once the server
+// listens, with its address.
+func serve(ctx context.Context, cfg server.Config, stderr io.Writer, started func(addr string)) error {
+	logger := server.NewLogger(cfg, stderr)
+	srv, err := server.New(cfg, logger)
+	if err != nil {
+		return err
+	}
+	if err := srv.Start(); err != nil {
+		srv.Close()
+		return err
+	}
+	if started != nil {
+		started(srv.Addr().String())
+	}
+	<-ctx.Done()
+	logger.Info("shutting down", "cause", fmt.Sprint(context.Cause(ctx)))
+	return srv.Shutdown(context.Background())
+}

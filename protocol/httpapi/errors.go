@@ -1,0 +1,155 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+
+	"github.com/verity-dev/verity"
+)
+
+// StatusOf returns the HTTP status that answers an error of kind k. Kinds map one-to-one
+// onto statuses; an unknown kind is Internal.
+func StatusOf(k verity.ErrorKind) int {
+	switch k {
+	case verity.Invalid:
+		return http.StatusBadRequest
+	case verity.NotFound:
+		return http.StatusNotFound
+	case verity.Conflict:
+		return http.StatusConflict
+	case verity.Deleted:
+		return http.StatusGone
+	case verity.Unauthenticated:
+		return http.StatusUnauthorized
+	case verity.PermissionDenied:
+		return http.StatusForbidden
+	case verity.Unavailable:
+		return http.StatusServiceUnavailable
+	case verity.ResourceExhausted:
+		return http.StatusTooManyRequests
+	}
+	return http.StatusInternalServerError
+}
+
+// errorBody is the JSON of every error response: {"error": {...}}.
+type errorBody struct {
+	Error errorJSON `json:"error"`
+}
+
+type errorJSON struct {
+	// Kind is the verity.ErrorKind's name: "invalid", "conflict", ...
+	Kind    string `json:"kind"`
+	Message string `json:"message"`
+	Op      string `json:"op,omitempty"`
+	Stream  string `json:"stream,omitempty"`
+	// Expected and Actual are set on a wrong expected revision: "any", "no-stream",
+	// "stream-exists" or a number; Actual is "no-stream" or a number.
+	Expected any `json:"expected,omitempty"`
+	Actual   any `json:"actual,omitempty"`
+}
+
+// errorJSONOf describes err for a client. Internal errors are described only as such: their
+// detail goes to the log, not to a caller who can do nothing about it.
+func errorJSONOf(err error) errorJSON {
+	var e *verity.Error
+	if !errors.As(err, &e) {
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return errorJSON{Kind: verity.Unavailable.String(), Message: "the request ended before it was answered: " + err.Error()}
+		}
+		return errorJSON{Kind: verity.Internal.String(), Message: "internal error; the server log has the details"}
+	}
+	// An unknown kind's name is "internal", so this also covers kinds newer than this code.
+	if verity.ParseErrorKind(e.Kind.String()) == verity.Internal {
+		return errorJSON{Kind: verity.Internal.String(), Message: "internal error; the server log has the details"}
+	}
+	out := errorJSON{Kind: e.Kind.String(), Message: e.Error(), Op: e.Op, Stream: e.Stream}
+	if e.Expected != nil {
+		out.Expected = expectedJSON(*e.Expected)
+	}
+	if e.Actual != nil {
+		if e.Actual.Exists {
+			out.Actual = e.Actual.Revision
+		} else {
+			out.Actual = "no-stream"
+		}
+	}
+	return out
+}
+
+// expectedJSON writes an expected revision as the API reads it.
+func expectedJSON(e verity.ExpectedRevision) any {
+	if rev, ok := e.Revision(); ok {
+		return rev
+	}
+	switch {
+	case e.IsNoStream():
+		return "no-stream"
+	case e.IsStreamExists():
+		return "stream-exists"
+	}
+	return "any"
+}
+
+// writeError answers a request with err as JSON and the status of its kind.
+func (h *handler) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		writeHTTPError(w, http.StatusRequestEntityTooLarge, verity.Invalid.String(),
+			"request body is over the limit of "+strconv.FormatInt(tooBig.Limit, 10)+" bytes; send fewer or smaller events per request")
+		return
+	}
+	var unsupported *mediaTypeError
+	if errors.As(err, &unsupported) {
+		writeHTTPError(w, http.StatusUnsupportedMediaType, verity.Invalid.String(), unsupported.Error())
+		return
+	}
+	body := errorJSONOf(err)
+	kind := verity.ParseErrorKind(body.Kind)
+	status := StatusOf(kind)
+	if kind == verity.Internal {
+		h.log.ErrorContext(r.Context(), "http api: internal error", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	switch kind {
+	case verity.Unauthenticated:
+		w.Header().Set("WWW-Authenticate", `Basic realm="verity"`)
+	case verity.ResourceExhausted, verity.Unavailable:
+		w.Header().Set("Retry-After", "1")
+	}
+	writeJSON(w, status, errorBody{Error: body})
+}
+
+// writeHTTPError answers with an error that has no verity.Error behind it (405, 413, 415).
+func writeHTTPError(w http.ResponseWriter, status int, kind, message string) {
+	writeJSON(w, status, errorBody{Error: errorJSON{Kind: kind, Message: message}})
+}
+
+// writeJSON answers with v as JSON. It encodes into memory first so that a value that cannot
+// be encoded is a 500, not half a response.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := marshal(v)
+	if err != nil {
+		status = http.StatusInternalServerError
+		b = []byte(`{"error":{"kind":"internal","message":"internal error: the response could not be encoded"}}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+// marshal encodes v as compact JSON on one line, without escaping &, < and > as
+// encoding/json does by default: the answers are not HTML, and "\u0026" in a next URL reads
+// badly in a terminal.
+func marshal(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
