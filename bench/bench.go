@@ -26,13 +26,18 @@ const (
 var (
 	Workloads        = []string{WorkloadAppend, WorkloadReplay, WorkloadReadStream, WorkloadE2E, WorkloadScale}
 	DefaultWorkloads = []string{WorkloadAppend, WorkloadReplay, WorkloadReadStream, WorkloadE2E}
+	// ServerWorkloads are those run when the embedded engine is compared with Verity
+	// over the network (`verity bench --target server`).
+	ServerWorkloads = []string{WorkloadAppend, WorkloadReplay, WorkloadE2E}
 	// Peers are the systems Verity is compared with.
 	Peers = []string{systemOwnlog, systemNATS}
 )
 
 // Options configure a benchmark run. The zero value of every field means its default.
 type Options struct {
-	// Systems to measure, in report order: "verity", "ownlog", "nats". Default all three.
+	// Systems to measure, in report order: "verity" (the embedded engine),
+	// "verity-server" (a `verity serve` process reached over gRPC by the Go client),
+	// "ownlog", "nats". Default verity, ownlog and nats.
 	Systems []string
 	// Workloads to run. Default DefaultWorkloads.
 	Workloads []string
@@ -66,6 +71,10 @@ type Options struct {
 	// store's RSS in a process of its own). Default: this executable with the argument
 	// "bench".
 	ChildCommand []string
+	// ServerCommand starts a Verity server: the bench appends --insecure, --listen
+	// 127.0.0.1:PORT (a free port), --data DIR and --log-level warn, and stops it with
+	// SIGTERM. Default: this executable with the argument "serve".
+	ServerCommand []string
 
 	// E2ERate is the events per second the e2e writer appends. Default 500.
 	E2ERate int
@@ -127,6 +136,11 @@ func (o Options) withDefaults() Options {
 	if o.E2ERate == 0 {
 		o.E2ERate = DefaultE2ERate
 	}
+	if len(o.ServerCommand) == 0 {
+		if exe, err := os.Executable(); err == nil {
+			o.ServerCommand = []string{exe, "serve"}
+		}
+	}
 	return o
 }
 
@@ -134,9 +148,14 @@ func (o Options) withDefaults() Options {
 func (o Options) Validate() error {
 	o = o.withDefaults()
 	for _, s := range o.Systems {
-		if s != systemVerity && !slices.Contains(Peers, s) {
-			return fmt.Errorf("unknown system %q (want verity, %s)", s, strings.Join(Peers, ", "))
+		if s != systemVerity && s != systemServer && !slices.Contains(Peers, s) {
+			return fmt.Errorf("unknown system %q (want verity, %s, %s)", s, systemServer, strings.Join(Peers, ", "))
 		}
+	}
+	if slices.Contains(o.Systems, systemServer) && slices.Contains(o.Workloads, WorkloadScale) {
+		// scale reopens the store in a child process to read its RSS: a server's RSS is
+		// another measurement.
+		return fmt.Errorf("workload %s measures an embedded store; it cannot run on %s", WorkloadScale, systemServer)
 	}
 	for _, w := range o.Workloads {
 		if !slices.Contains(Workloads, w) {
@@ -294,13 +313,15 @@ func (r *runner) logWorkloads(ctx context.Context, sys string, replay, readStrea
 		return fmt.Errorf("scratch directory: %w", err)
 	}
 	defer removeStore(dir)
-	s, err := openSystem(ctx, sys, dir)
+	s, err := openSystem(ctx, sys, dir, r.opts)
 	if err != nil {
 		return err
 	}
 	defer func() {
-		if cerr := s.Close(); cerr != nil && err == nil {
-			err = fmt.Errorf("close: %w", cerr)
+		// Joined even after a failure: a server's close error carries its log, which
+		// tells why its calls failed.
+		if cerr := s.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("close: %w", cerr))
 		}
 	}()
 	streams := r.opts.Events / logStreamEvents
@@ -336,13 +357,15 @@ func (r *runner) withStore(ctx context.Context, sys, workload string, fn func(sy
 		return Result{}, fmt.Errorf("scratch directory: %w", err)
 	}
 	defer removeStore(dir)
-	s, err := openSystem(ctx, sys, dir)
+	s, err := openSystem(ctx, sys, dir, r.opts)
 	if err != nil {
 		return Result{}, err
 	}
 	defer func() {
-		if cerr := s.Close(); cerr != nil && err == nil {
-			err = fmt.Errorf("close: %w", cerr)
+		// Joined even after a failure: a server's close error carries its log, which
+		// tells why its calls failed.
+		if cerr := s.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("close: %w", cerr))
 		}
 	}()
 	return fn(s)

@@ -7,7 +7,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,7 +18,8 @@ import (
 	"go.uber.org/goleak"
 )
 
-// TestMain lets the scale workload re-execute the test binary as its child.
+// TestMain lets the scale workload re-execute the test binary as its child, and removes
+// the verity binary that the verity-server tests build.
 func TestMain(m *testing.M) {
 	if IsChild() {
 		if err := RunChild(context.Background(), os.Stdout); err != nil {
@@ -24,8 +28,50 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	// Every store, subscription and worker is stopped by its owner: none may outlive the tests.
-	goleak.VerifyTestMain(m)
+	dir, err := os.MkdirTemp("", "verity-bench-test-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	// Every store, subscription, worker and server process is stopped by its owner: none
+	// may outlive the tests.
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+var (
+	binDir    string // set by TestMain
+	buildOnce sync.Once
+	verityBin string
+	buildErr  error
+)
+
+// verityCommand builds cmd/verity once per test binary (without -race: the server's speed is
+// not what the race detector checks here) and returns the command that serves with it.
+func verityCommand(t testing.TB) []string {
+	t.Helper()
+	buildOnce.Do(func() {
+		bin := filepath.Join(binDir, "verity")
+		// go test puts its own go first in PATH.
+		out, err := exec.Command("go", "build", "-o", bin, "github.com/verity-dev/verity/cmd/verity").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build ./cmd/verity: %v\n%s", err, out)
+			return
+		}
+		verityBin = bin
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return []string{verityBin, "serve"}
 }
 
 func tinyOptions(t testing.TB, system string) Options {
@@ -118,15 +164,22 @@ func TestTableComparesVerityWithEachPeer(t *testing.T) {
 		{System: "nats", Workload: WorkloadAppend, Writers: 1, Batch: 1, EventsPerSec: 410, P50ms: 1, P99ms: 2},
 		{System: "verity", Workload: WorkloadE2E, Writers: 1, Batch: 1, EventsPerSec: 500, P50ms: 0.2, P99ms: 2, RateEPS: 500},
 		{System: "nats", Workload: WorkloadE2E, Writers: 1, Batch: 1, EventsPerSec: 500, P50ms: 0.4, P99ms: 2, RateEPS: 500},
+		{System: "verity-server", Workload: WorkloadE2E, Writers: 1, Batch: 1, EventsPerSec: 500, P50ms: 0.6, P99ms: 2, RateEPS: 500},
+		{System: "verity-server", Workload: WorkloadAppend, Writers: 1, Batch: 1, EventsPerSec: 410, P50ms: 1, P99ms: 2},
 	}
 	var b strings.Builder
 	if err := printTable(&b, results); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"verity/ownlog 0.82x", "verity/nats 2.00x", "p50 verity/nats 0.50x"} {
+	for _, want := range []string{"verity/ownlog 0.82x", "verity/nats 2.00x", "p50 verity/nats 0.50x",
+		"verity-server/verity 0.50x", "p50 verity-server/verity 3.00x (lower is better)"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, b.String())
 		}
+	}
+	// The server is compared with the engine, not the engine with the server.
+	if strings.Contains(b.String(), "verity/verity-server") {
+		t.Errorf("table compares the engine with its own server:\n%s", b.String())
 	}
 }
 
@@ -198,12 +251,17 @@ func TestOwnlogReopenKeepsEveryAcknowledgedEvent(t *testing.T) {
 func BenchmarkAppendVerity(b *testing.B) { benchmarkAppend(b, systemVerity) }
 func BenchmarkAppendOwnlog(b *testing.B) { benchmarkAppend(b, systemOwnlog) }
 func BenchmarkAppendNATS(b *testing.B)   { benchmarkAppend(b, systemNATS) }
+func BenchmarkAppendServer(b *testing.B) { benchmarkAppend(b, systemServer) }
 
 func benchmarkAppend(b *testing.B, system string) {
 	for _, w := range []int{1, 8, 64} {
 		for _, batch := range []int{1, 10} {
 			b.Run(fmt.Sprintf("W=%d/B=%d", w, batch), func(b *testing.B) {
-				s, err := openSystem(b.Context(), system, b.TempDir())
+				opts := Options{}
+				if system == systemServer {
+					opts.ServerCommand = verityCommand(b)
+				}
+				s, err := openSystem(b.Context(), system, b.TempDir(), opts.withDefaults())
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -4,6 +4,7 @@
 // JetStream embedded in-process ("nats"), and reports one result per line.
 //
 // Every system is reached through the small interface system, defined here for the
-// workloads' needs only; the engine is driven through the verity.Store contract, so the
-// same workloads can later measure the network client or another backend.
+// workloads' needs only; the engine is driven through the verity.Store contract, and so is
+// "verity-server": a `verity serve` process of its own reached over gRPC by the Go client
+// (package client), so that the two differ by the network path alone.
 package bench

@@ -44,9 +44,10 @@ func (p *progress) clear() {
 	}
 }
 
-// printTable prints the results grouped by measurement, each Verity line followed by its
-// ratio to each peer: throughput (verity/peer, higher is better for Verity) or, for e2e
-// where the rate is fixed, median latency (verity/peer, lower is better for Verity).
+// printTable prints the results grouped by measurement, the embedded engine's line with its
+// ratio to each peer and the server's line with its ratio to the embedded engine:
+// throughput (verity/peer, higher is better for the first) or, for e2e where the rate is
+// fixed, median latency (verity/peer, lower is better for the first).
 func printTable(w io.Writer, results []Result) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "workload\twriters\tbatch\tsystem\t%12s\t%9s\t%9s\tnotes\n", "events/s", "p50 ms", "p99 ms")
@@ -81,13 +82,16 @@ func printTable(w io.Writer, results []Result) error {
 			case WorkloadE2E:
 				notes = append(notes, fmt.Sprintf("ack to receive at %d/s", r.RateEPS))
 			}
-			if r.System == systemVerity {
+			switch {
+			case r.System == systemVerity:
 				for _, p := range g {
-					if p.System == systemVerity {
+					if p.System == systemVerity || p.System == systemServer {
 						continue
 					}
 					notes = append(notes, ratio(*ver, p))
 				}
+			case r.System == systemServer && ver != nil:
+				notes = append(notes, ratio(r, *ver))
 			}
 			fmt.Fprintf(tw, "%s\t%7d\t%5d\t%s\t%12s\t%9.3f\t%9.3f\t%s\n", r.Workload, r.Writers, r.Batch, r.System,
 				thousands(r.EventsPerSec), r.P50ms, r.P99ms, strings.Join(notes, "; "))
@@ -96,17 +100,18 @@ func printTable(w io.Writer, results []Result) error {
 	return tw.Flush()
 }
 
-func ratio(v, p Result) string {
-	if v.Workload == WorkloadE2E {
-		if p.P50ms == 0 {
-			return fmt.Sprintf("p50 verity/%s n/a", p.System)
+// ratio compares a with b: "a/b 0.62x".
+func ratio(a, b Result) string {
+	if a.Workload == WorkloadE2E {
+		if b.P50ms == 0 {
+			return fmt.Sprintf("p50 %s/%s n/a", a.System, b.System)
 		}
-		return fmt.Sprintf("p50 verity/%s %.2fx (lower is better)", p.System, v.P50ms/p.P50ms)
+		return fmt.Sprintf("p50 %s/%s %.2fx (lower is better)", a.System, b.System, a.P50ms/b.P50ms)
 	}
-	if p.EventsPerSec == 0 {
-		return fmt.Sprintf("verity/%s n/a", p.System)
+	if b.EventsPerSec == 0 {
+		return fmt.Sprintf("%s/%s n/a", a.System, b.System)
 	}
-	return fmt.Sprintf("verity/%s %.2fx", p.System, v.EventsPerSec/p.EventsPerSec)
+	return fmt.Sprintf("%s/%s %.2fx", a.System, b.System, a.EventsPerSec/b.EventsPerSec)
 }
 
 // thousands formats a rate as a whole number with thousands separators.

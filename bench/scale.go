@@ -51,7 +51,7 @@ func RunChild(ctx context.Context, stdout io.Writer) error {
 		return fmt.Errorf("bench child: %s: %w", ChildEnv, err)
 	}
 	start := time.Now()
-	s, err := openSystem(ctx, job.System, job.Dir)
+	s, err := openSystem(ctx, job.System, job.Dir, Options{}.withDefaults())
 	if err != nil {
 		return fmt.Errorf("bench child: reopen: %w", err)
 	}
@@ -116,7 +116,7 @@ func (r *runner) runScale(ctx context.Context, sys string) (Result, error) {
 	perStream := r.opts.ScaleEvents / r.opts.ScaleStreams
 	spec := logSpec{prefix: "scale-", streams: r.opts.ScaleStreams, perStream: perStream, chunk: min(scaleChunk, perStream), writers: scaleWriters}
 
-	s, err := openSystem(ctx, sys, dir)
+	s, err := openSystem(ctx, sys, dir, r.opts)
 	if err != nil {
 		return Result{}, err
 	}

@@ -50,15 +50,19 @@ type streamAppend struct {
 // Names of the systems, as reported in the "system" field.
 const (
 	systemVerity = "verity"
+	systemServer = "verity-server"
 	systemOwnlog = "ownlog"
 	systemNATS   = "nats"
 )
 
-// openSystem opens (creating it if need be) the store of a system in dir.
-func openSystem(ctx context.Context, name, dir string) (system, error) {
+// openSystem opens (creating it if need be) the store of a system in dir. opts must have
+// its defaults set.
+func openSystem(ctx context.Context, name, dir string, opts Options) (system, error) {
 	switch name {
 	case systemVerity:
 		return openVerity(dir)
+	case systemServer:
+		return openServer(ctx, opts.ServerCommand, dir)
 	case systemOwnlog:
 		return openOwnlog(dir)
 	case systemNATS:

@@ -82,6 +82,10 @@ type Config struct {
 	LogLevel string `yaml:"log_level"`
 	// LogFormat is text or json. Default text.
 	LogFormat string `yaml:"log_format"`
+
+	// Now is the clock for commit times, max age and token expiry; default time.Now. Not
+	// settable from outside: it is there for tests.
+	Now func() time.Time `yaml:"-"`
 }
 
 // Defaults.
@@ -204,31 +208,31 @@ type Setting struct {
 // Settings lists every scalar setting, in the order `verity serve --help` shows them. The
 // access rules are set in the config file only.
 var Settings = []Setting{
-	str("data", "data directory", func(c *Config) *string { return &c.Data }),
-	str("listen", "address to serve gRPC and HTTP on (default 127.0.0.1:2113)", func(c *Config) *string { return &c.Listen }),
-	str("advertise", "host:port clients are told to use (default the listen address)", func(c *Config) *string { return &c.Advertise }),
+	str("data", "the data directory `DIR`", func(c *Config) *string { return &c.Data }),
+	str("listen", "`ADDR` to serve gRPC and HTTP on (default 127.0.0.1:2113)", func(c *Config) *string { return &c.Listen }),
+	str("advertise", "`HOST:PORT` clients are told to use (default the listen address)", func(c *Config) *string { return &c.Advertise }),
 	boolean("insecure", "plaintext and no authentication; for development only", func(c *Config) *bool { return &c.Insecure }),
-	str("tls-cert", "PEM file of the server certificate", func(c *Config) *string { return &c.TLSCert }),
-	str("tls-key", "PEM file of the server key", func(c *Config) *string { return &c.TLSKey }),
-	str("tls-ca", "PEM file of CAs that client certificates must chain to", func(c *Config) *string { return &c.TLSCA }),
-	str("admin-password", "password of the bootstrap user \"admin\", set if no admin exists yet (prefer VERITY_ADMIN_PASSWORD)", func(c *Config) *string { return &c.AdminPassword }),
-	integer("max-event-size", "largest event in bytes (default 1 MiB)", func(c *Config) *int { return &c.MaxEventSize }),
-	integer("max-append-size", "largest append in bytes (default 4 MiB)", func(c *Config) *int { return &c.MaxAppendSize }),
-	integer("max-append-events", "most events in one append (default 10000)", func(c *Config) *int { return &c.MaxAppendEvents }),
-	integer("max-request-bytes", "largest request body or gRPC message in bytes (default 8 MiB)", func(c *Config) *int { return &c.MaxRequestBytes }),
-	integer("max-subscriptions-per-connection", "live subscriptions one connection may hold (default 64)", func(c *Config) *int { return &c.MaxSubscriptionsPerConnection }),
-	integer("max-concurrent-streams", "concurrent requests on one HTTP/2 connection (default 1000)", func(c *Config) *int { return &c.MaxConcurrentStreams }),
-	{Flag: "segment-size", Env: "VERITY_SEGMENT_SIZE", Usage: "log segment size in bytes (default 256 MiB)", set: func(c *Config, v string) error {
+	str("tls-cert", "PEM `FILE` of the server certificate", func(c *Config) *string { return &c.TLSCert }),
+	str("tls-key", "PEM `FILE` of the server key", func(c *Config) *string { return &c.TLSKey }),
+	str("tls-ca", "PEM `FILE` of CAs that client certificates must chain to", func(c *Config) *string { return &c.TLSCA }),
+	str("admin-password", "`PASSWORD` of the bootstrap user \"admin\", set if no admin exists yet (prefer VERITY_ADMIN_PASSWORD)", func(c *Config) *string { return &c.AdminPassword }),
+	integer("max-event-size", "largest event in `BYTES` (default 1 MiB)", func(c *Config) *int { return &c.MaxEventSize }),
+	integer("max-append-size", "largest append in `BYTES` (default 4 MiB)", func(c *Config) *int { return &c.MaxAppendSize }),
+	integer("max-append-events", "most events (`N`) in one append (default 10000)", func(c *Config) *int { return &c.MaxAppendEvents }),
+	integer("max-request-bytes", "largest request body or gRPC message in `BYTES` (default 8 MiB)", func(c *Config) *int { return &c.MaxRequestBytes }),
+	integer("max-subscriptions-per-connection", "live subscriptions (`N`) one connection may hold (default 64)", func(c *Config) *int { return &c.MaxSubscriptionsPerConnection }),
+	integer("max-concurrent-streams", "concurrent requests (`N`) on one HTTP/2 connection (default 1000)", func(c *Config) *int { return &c.MaxConcurrentStreams }),
+	{Flag: "segment-size", Env: "VERITY_SEGMENT_SIZE", Usage: "log segment size in `BYTES` (default 256 MiB)", set: func(c *Config, v string) error {
 		n, err := strconv.ParseInt(v, 10, 64)
 		c.SegmentSize = n
 		return err
 	}},
-	duration("scavenge-interval", "run an online scavenge this often (default never)", func(c *Config) *time.Duration { return &c.ScavengeInterval }),
-	duration("read-header-timeout", "time a client may take to send request headers (default 10s)", func(c *Config) *time.Duration { return &c.ReadHeaderTimeout }),
-	duration("idle-timeout", "close connections idle this long (default 2m)", func(c *Config) *time.Duration { return &c.IdleTimeout }),
-	duration("shutdown-timeout", "bound on draining in-flight requests at shutdown (default 10s)", func(c *Config) *time.Duration { return &c.ShutdownTimeout }),
-	str("log-level", "debug, info, warn or error (default info)", func(c *Config) *string { return &c.LogLevel }),
-	str("log-format", "text or json (default text)", func(c *Config) *string { return &c.LogFormat }),
+	duration("scavenge-interval", "run an online scavenge every `DURATION` (default never)", func(c *Config) *time.Duration { return &c.ScavengeInterval }),
+	duration("read-header-timeout", "`DURATION` a client may take to send request headers (default 10s)", func(c *Config) *time.Duration { return &c.ReadHeaderTimeout }),
+	duration("idle-timeout", "close connections idle for `DURATION` (default 2m)", func(c *Config) *time.Duration { return &c.IdleTimeout }),
+	duration("shutdown-timeout", "bound (`DURATION`) on draining in-flight requests at shutdown (default 10s)", func(c *Config) *time.Duration { return &c.ShutdownTimeout }),
+	str("log-level", "`LEVEL`: debug, info, warn or error (default info)", func(c *Config) *string { return &c.LogLevel }),
+	str("log-format", "`FORMAT`: text or json (default text)", func(c *Config) *string { return &c.LogFormat }),
 }
 
 func envName(flag string) string {

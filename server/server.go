@@ -54,9 +54,11 @@ type Server struct {
 	streams       context.Context
 	cancelStreams context.CancelFunc
 
-	serveErr  chan error
-	closeOnce sync.Once
-	closeErr  error
+	serveErr     chan error
+	shutdownOnce sync.Once
+	shutdownErr  error
+	closeOnce    sync.Once
+	closeErr     error
 }
 
 // New opens the data directory and builds the server; it does not listen yet. Close (or
@@ -80,6 +82,7 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 		MaxAppendEvents:  cfg.MaxAppendEvents,
 		ScavengeInterval: cfg.ScavengeInterval,
 		OnCommit:         s.metrics.onCommit,
+		Now:              cfg.Now,
 		Logger:           logger,
 	})
 	if err != nil {
@@ -88,13 +91,14 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 	s.engine = e
 	s.metrics.registerEngine(e)
 
-	a, err := auth.Open(context.Background(), observedStore{Store: e, m: s.metrics}, auth.Config{
+	a, err := auth.Open(context.Background(), e, auth.Config{
 		Insecure:      cfg.Insecure,
 		AdminPassword: cfg.AdminPassword,
 		Rules:         cfg.Access,
 		DefaultAccess: cfg.DefaultAccess,
 		Logger:        logger,
 		OnDenied:      s.metrics.onDenied,
+		Now:           cfg.Now,
 	})
 	if err != nil {
 		e.Close()
@@ -108,15 +112,16 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 		grpc.ChainUnaryInterceptor(s.unaryInterceptor),
 		grpc.ChainStreamInterceptor(s.streamInterceptor),
 	)
-	kurrentdb.New(s.auth, kurrentdb.Options{
+	kurrentdb.New(access{s}, kurrentdb.Options{
 		Version:                       kurrentdb.DefaultVersion,
 		Advertise:                     cfg.Advertise,
 		MaxSubscriptionsPerConnection: cfg.MaxSubscriptionsPerConnection,
 		MaxAppendSize:                 cfg.MaxAppendSize,
 		MaxAppendEvents:               cfg.MaxAppendEvents,
 		Logger:                        logger,
+		Now:                           cfg.Now,
 	}).Register(s.grpc)
-	s.verityAPI = grpcapi.New(s.auth, grpcapi.Options{
+	s.verityAPI = grpcapi.New(access{s}, grpcapi.Options{
 		MaxSubscriptionsPerConnection: cfg.MaxSubscriptionsPerConnection,
 		Logger:                        logger,
 	})
@@ -131,7 +136,7 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 	mux.Handle("/users/", users)
 	mux.Handle("/tokens", users)
 	mux.Handle("/tokens/", users)
-	mux.Handle("/", s.endStreamsAtShutdown(httpapi.New(s.auth, httpapi.Options{
+	mux.Handle("/", s.endStreamsAtShutdown(httpapi.New(access{s}, httpapi.Options{
 		MaxBodyBytes:              int64(cfg.MaxRequestBytes),
 		MaxSubscriptionsPerClient: cfg.MaxSubscriptionsPerConnection,
 		Logger:                    logger,
@@ -189,6 +194,18 @@ func loadTLS(cfg Config) (*tls.Config, error) {
 		tc.ClientAuth = tls.VerifyClientCertIfGiven
 	}
 	return tc, nil
+}
+
+// access is what the front ends authenticate and reach the store through: the auth service,
+// with the store each caller gets observed for metrics.
+type access struct{ s *Server }
+
+func (a access) Authenticate(ctx context.Context, authorization string) (auth.Principal, error) {
+	return a.s.auth.Authenticate(ctx, authorization)
+}
+
+func (a access) Store(p auth.Principal) verity.Store {
+	return observedStore{Store: a.s.auth.Store(p), m: a.s.metrics}
 }
 
 // route sends gRPC to the gRPC server and everything else to mux. Both share the port.
@@ -301,9 +318,10 @@ func (s *Server) Start() error {
 		return fmt.Errorf("listen %s: %w", s.cfg.Listen, err)
 	}
 	s.ln = ln
+	useTLS := s.http.TLSConfig != nil // read before Serve: net/http writes the field
 	go func() {
 		var err error
-		if s.http.TLSConfig != nil {
+		if useTLS {
 			err = s.http.ServeTLS(ln, "", "")
 		} else {
 			err = s.http.Serve(ln)
@@ -314,7 +332,7 @@ func (s *Server) Start() error {
 		s.serveErr <- err
 	}()
 	s.ready.Store(true)
-	s.log.Info("verity serving", "addr", ln.Addr().String(), "tls", s.http.TLSConfig != nil,
+	s.log.Info("verity serving", "addr", ln.Addr().String(), "tls", useTLS,
 		"insecure", s.cfg.Insecure, "data", s.cfg.Data, "version", Version)
 	return nil
 }
@@ -345,7 +363,13 @@ func (s *Server) Run(ctx context.Context) error {
 // Shutdown stops accepting, ends subscriptions (clients resume them elsewhere or later),
 // waits up to Config.ShutdownTimeout (or ctx) for requests in flight, then closes the store,
 // which flushes and fsyncs. It returns the first error of serving or closing.
+// Shutdown is idempotent: later calls wait for the first and return its result.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.shutdownOnce.Do(func() { s.shutdownErr = s.shutdown(ctx) })
+	return s.shutdownErr
+}
+
+func (s *Server) shutdown(ctx context.Context) error {
 	s.ready.Store(false)
 	s.cancelStreams()
 	s.verityAPI.Shutdown()

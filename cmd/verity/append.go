@@ -29,9 +29,11 @@ a base64 string. The lines 'verity read --json' prints are valid input.
 
 Retrying an append with the same event ids (--id, or "id" per line) writes nothing new and
 prints the original result.
+` + storeAbout + `
 
 Examples:
   verity append --data ./verity-data --type OrderPlaced order-1 '{"total":42}'
+  verity append --server http://127.0.0.1:2113 --type OrderPlaced order-1 '{"total":42}'
   echo '{"total":42}' | verity append --type OrderPlaced --expected no-stream order-2
   printf '%s\n' '{"type":"A","data":{}}' '{"type":"B","data":{}}' | verity append --batch order-3
 `
@@ -43,7 +45,7 @@ func runAppend(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 func appendCommand(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) (err error) {
 	fs := newFlagSet("append", "verity append [flags] STREAM [DATA]", appendAbout)
-	dataDir := dataFlag(fs)
+	stores := addStoreFlags(fs)
 	var expected expectedFlag
 	fs.Var(&expected, "expected", "append only if the stream is in this state: any, no-stream, exists,\nor at revision N (its last event's); otherwise fail with a conflict (`COND`)")
 	eventType := fs.String("type", "", "the event's `TYPE`, e.g. OrderPlaced; required unless --batch,\nwhere it is the type of lines that have none")
@@ -104,11 +106,11 @@ func appendCommand(ctx context.Context, args []string, stdin io.Reader, stdout, 
 		events = []verity.EventData{e}
 	}
 
-	st, err := openEngine(*dataDir, true, stderr)
+	st, err := stores.open(true, stderr)
 	if err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, st.Close()) }()
+	defer func() { err = st.finish(err) }()
 
 	res, err := st.Append(ctx, stream, expected.v, events...)
 	if err != nil {

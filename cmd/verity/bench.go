@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"io"
 	"strconv"
 	"strings"
@@ -13,7 +14,15 @@ const benchAbout = `
 Measure the embedded engine, and the same workloads on two peers: ownlog, a minimal file
 log with group-commit fsync (the ceiling of this disk), and nats, NATS JetStream embedded
 in-process with every write fsynced. Every event is 200 bytes of JSON; every append is
-durable and carries an exact expected revision. Workloads:
+durable and carries an exact expected revision.
+
+With --target server, measure the embedded engine against Verity over the network
+instead: system verity-server is a 'verity serve --insecure' process on a free loopback
+port (this binary, or --server-bin), reached over gRPC by the Go client, with a fresh data
+directory per measurement; its log goes to a file shown if it fails. The workloads default
+to append, replay and e2e, and no peer is measured unless --peers is given.
+
+Workloads:
 
   append       W writers append batches of B events, each to its own share of 10,000
                streams, for --duration; latency per append.
@@ -31,17 +40,25 @@ durable and carries an exact expected revision. Workloads:
 
 Each result is one JSON line (system, workload, writers, batch, events_per_sec, p50_ms,
 p99_ms, and workload-specific fields; for replay, batch is the page size, for read-stream
-the events per read, for scale the events per stream per append) with --json, or a table with the ratio of Verity to
-each peer (verity/ownlog 0.82x: Verity does 82% of ownlog's events/s; for e2e the ratio is
-of median latencies) and a progress line on stderr. Stores are written under --data, each
-in a fresh subdirectory deleted afterwards.
+the events per read, for scale the events per stream per append) with --json, or a table
+with the ratio of Verity to each peer (verity/ownlog 0.82x: Verity does 82% of ownlog's
+events/s; for e2e the ratio is of median latencies) or of the server to the engine
+(verity-server/verity 0.62x), and a progress line on stderr. Stores are written under
+--data, each in a fresh subdirectory deleted afterwards.
 
 Examples:
   verity bench
   verity bench --workload append --writers 1,64 --batch 1,10 --duration 10s
   verity bench --workload replay --events 1000000 --peers none --json
   verity bench --workload scale --scale-streams 1000000 --scale-events 10000000
+  verity bench --target server --workload append --writers 64 --batch 1 --runs 3
 `
+
+// Values of --target.
+const (
+	targetEmbedded = "embedded"
+	targetServer   = "server"
+)
 
 // runBench implements `verity bench`.
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -73,6 +90,9 @@ func parseBenchArgs(args []string, stdout io.Writer) (bench.Options, error) {
 	scaleEvents := fs.Int("scale-events", bench.DefaultScaleEvents, "`N` events in the scale store, a multiple of --scale-streams")
 	scaleServe := fs.Duration("scale-serve", bench.DefaultScaleServe, "`TIME` the reopened scale store serves reads before its peak RSS is read")
 	e2eRate := fs.Int("e2e-rate", bench.DefaultE2ERate, "`N` events per second the e2e writer appends")
+	target := fs.String("target", targetEmbedded, "`WHAT` to measure: "+targetEmbedded+" (the engine, against the peers) or "+
+		targetServer+" (the engine against verity-server, Verity over gRPC)")
+	serverBin := fs.String("server-bin", "", "verity `BINARY` that --target server starts as 'BINARY serve' (default this one)")
 	pos, err := fs.parse(args, stdout)
 	if err != nil {
 		return bench.Options{}, err
@@ -99,7 +119,26 @@ func parseBenchArgs(args []string, stdout io.Writer) (bench.Options, error) {
 	if opts.Batches, err = splitInts("batch", *batches); err != nil {
 		return bench.Options{}, err
 	}
-	if p := splitList(*peers); !(len(p) == 1 && p[0] == "none") {
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	switch *target {
+	case targetEmbedded:
+	case targetServer:
+		opts.Systems = append(opts.Systems, "verity-server")
+		if !given["workload"] {
+			opts.Workloads = bench.ServerWorkloads
+		}
+	default:
+		return bench.Options{}, usagef("bench", "--target %q: want %s or %s", *target, targetEmbedded, targetServer)
+	}
+	if *serverBin != "" {
+		if *target != targetServer {
+			return bench.Options{}, usagef("bench", "--server-bin is only used with --target %s", targetServer)
+		}
+		opts.ServerCommand = []string{*serverBin, "serve"}
+	}
+	// The server target compares Verity with itself; peers join only when asked for.
+	if p := splitList(*peers); !(len(p) == 1 && p[0] == "none") && (*target == targetEmbedded || given["peers"]) {
 		opts.Systems = append(opts.Systems, p...)
 	}
 	// Flags the bench package would read as "default" must not pass unnoticed.

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"flag"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -22,7 +24,8 @@ func TestBenchHelpExplainsEveryFlag(t *testing.T) {
 	}
 	for _, want := range []string{"Usage:", "verity bench", "Examples:", "--workload LIST", "--writers LIST",
 		"--batch LIST", "--duration TIME", "--peers LIST", "--json", "--data DIR", "--events N", "--runs N",
-		"--scale-streams N", "--scale-events N", "read-stream", "e2e", "scale"} {
+		"--scale-streams N", "--scale-events N", "read-stream", "e2e", "scale", "--target WHAT", "--server-bin BINARY",
+		"verity-server"} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("help does not mention %q:\n%s", want, stdout.String())
 		}
@@ -51,6 +54,20 @@ func TestBenchParsesFlagsIntoOptions(t *testing.T) {
 					o.Runs == 3 && o.JSON && o.DataDir == "/x" && o.ScaleStreams == 10 && o.ScaleEvents == 100 &&
 					o.Duration == time.Second
 			}},
+		{"--target server compares the engine with verity-server on append, replay and e2e", []string{"--target", "server"},
+			func(o bench.Options) bool {
+				return strings.Join(o.Systems, ",") == "verity,verity-server" &&
+					strings.Join(o.Workloads, ",") == "append,replay,e2e" && len(o.ServerCommand) == 0
+			}},
+		{"--target server keeps named workloads and peers", []string{"--target", "server", "--workload", "append",
+			"--peers", "ownlog", "--server-bin", "/opt/verity"},
+			func(o bench.Options) bool {
+				return strings.Join(o.Systems, ",") == "verity,verity-server,ownlog" &&
+					strings.Join(o.Workloads, ",") == "append" && strings.Join(o.ServerCommand, " ") == "/opt/verity serve"
+			}},
+		{"--target embedded is the default's behaviour", []string{"--target", "embedded"}, func(o bench.Options) bool {
+			return strings.Join(o.Systems, ",") == "verity,ownlog,nats" && strings.Join(o.Workloads, ",") == "append,replay,read-stream,e2e"
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -80,6 +97,9 @@ func TestBenchRejectsBadCommandLines(t *testing.T) {
 		{"a zero duration", []string{"--duration", "0s"}, "--duration"},
 		{"scale events not a multiple of streams", []string{"--scale-streams", "3", "--scale-events", "10"}, "multiple of scale streams"},
 		{"an argument", []string{"extra"}, "unexpected arguments"},
+		{"an unknown target", []string{"--target", "cloud"}, `--target "cloud": want embedded or server`},
+		{"a server binary without the server target", []string{"--server-bin", "/opt/verity"}, "only used with --target server"},
+		{"the scale workload on the server", []string{"--target", "server", "--workload", "scale"}, "cannot run on verity-server"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -135,6 +155,51 @@ func TestBenchPrintsJSONLinesOrATableWithRatios(t *testing.T) {
 		t.Errorf("no progress on stderr: %q", stderr.String())
 	}
 	if entries, _ := os.ReadDir(args[len(args)-1]); len(entries) > 0 {
+		t.Errorf("stores left in --data: %v", entries)
+	}
+}
+
+func TestBenchTargetServerMeasuresAServerProcess(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "verity")
+	// go test puts its own go first in PATH.
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	data := t.TempDir()
+	args := []string{"--target", "server", "--workload", "append,e2e", "--writers", "2", "--batch", "1",
+		"--duration", "200ms", "--server-bin", bin, "--data", data}
+
+	var stdout, stderr bytes.Buffer
+	if err := runBench(t.Context(), append(args, "--json"), &stdout, &stderr); err != nil {
+		t.Fatalf("--json: %v (stderr %q)", err, stderr.String())
+	}
+	rows := map[string]int{}
+	for sc := bufio.NewScanner(&stdout); sc.Scan(); {
+		var r bench.Result
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Fatalf("line %q: %v", sc.Text(), err)
+		}
+		if r.EventsPerSec <= 0 || r.Events <= 0 || r.P50ms < 0 {
+			t.Errorf("line %s: want positive figures", sc.Text())
+		}
+		rows[r.System+" "+r.Workload]++
+	}
+	for _, want := range []string{"verity append", "verity e2e", "verity-server append", "verity-server e2e"} {
+		if rows[want] != 1 {
+			t.Errorf("%d rows of %s, want 1 (rows: %v)", rows[want], want, rows)
+		}
+	}
+
+	stdout.Reset()
+	stderr.Reset()
+	if err := runBench(t.Context(), []string{"--target", "server", "--workload", "append", "--writers", "2", "--batch", "1",
+		"--duration", "200ms", "--server-bin", bin, "--data", data}, &stdout, &stderr); err != nil {
+		t.Fatalf("table: %v (stderr %q)", err, stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "verity-server/verity ") {
+		t.Errorf("table lacks the server's ratio to the engine:\n%s", stdout.String())
+	}
+	if entries, _ := os.ReadDir(data); len(entries) > 0 {
 		t.Errorf("stores left in --data: %v", entries)
 	}
 }

@@ -16,7 +16,11 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 Runs Verity for development: the server on the embedded store in --data, on a loopback
 address, in insecure mode (plaintext, no authentication: every caller is an admin). It prints
 how to append and read with curl, and stops cleanly on Ctrl-C. For anything else use
-'verity serve'.`)
+'verity serve'.
+
+Examples:
+  verity dev
+  verity dev --data /tmp/scratch --listen 127.0.0.1:2120`)
 	data := dataFlag(fs)
 	listen := fs.String("listen", server.DefaultListen, "loopback `ADDR` to serve on")
 	if _, err := fs.parse(args, stdout); err != nil {
@@ -45,7 +49,7 @@ Read the stream back:
   curl -s %[1]s/streams/order-1
 
 Follow the whole log live (server-sent events):
-  curl -N %[1]s/subscribe/%%24all
+  curl -N '%[1]s/subscribe/$all'
 
 Health: %[1]s/health/ready   Metrics: %[1]s/metrics
 gRPC clients (KurrentDB protocol): kurrentdb://%[3]s?tls=false

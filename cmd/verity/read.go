@@ -29,16 +29,18 @@ Each event is printed on one line:
 where JSON data is printed compact, text data quoted and binary data as base64:... With --json
 each event is a JSON object on its own line, with every field of the event; its data and
 metadata are inlined when JSON, base64 strings otherwise.
+` + storeAbout + `
 
 Examples:
   verity read --data ./verity-data order-1
+  verity read --server http://127.0.0.1:2113 order-1
   verity read --backwards --limit 10
   verity read --category order --type OrderPlaced,OrderShipped --json
 `
 
 func runRead(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	fs := newFlagSet("read", "verity read [flags] [STREAM]", readAbout)
-	dataDir := dataFlag(fs)
+	stores := addStoreFlags(fs)
 	backwards := fs.Bool("backwards", false, "read from the newest event to the oldest")
 	var from fromFlag
 	fs.Var(&from, "from", "where to start, inclusive: `start|end|N`, N being a revision (stream)\nor a position ($all) (default start, or end with --backwards)")
@@ -61,11 +63,11 @@ func runRead(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 		return err
 	}
 
-	st, err := openEngine(*dataDir, false, stderr)
+	st, err := stores.open(false, stderr)
 	if err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, st.Close()) }()
+	defer func() { err = st.finish(err) }()
 
 	w := bufio.NewWriter(stdout)
 	defer func() { err = errors.Join(err, w.Flush()) }()

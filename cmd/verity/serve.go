@@ -21,7 +21,13 @@ development only. The first start with --admin-password (or VERITY_ADMIN_PASSWOR
 the user "admin". Settings come from --config FILE (YAML), then VERITY_* environment
 variables, then flags, each overriding the one before. SIGINT or SIGTERM stops accepting,
 ends subscriptions, drains requests in flight (--shutdown-timeout), flushes and exits 0.
-Health: /health/live, /health/ready. Metrics: /metrics. See docs/server.md.`)
+Health: /health/live, /health/ready. Metrics: /metrics. See docs/server.md.
+
+Examples:
+  verity serve --insecure --data ./verity-data
+  VERITY_ADMIN_PASSWORD='a long secret' verity serve --data /var/lib/verity \
+    --listen 0.0.0.0:2113 --tls-cert node.crt --tls-key node.key
+  verity serve --config /etc/verity/verity.yaml`)
 	configFile := fs.String("config", "", "YAML config `FILE` (keys as in docs/server.md)")
 	var flags server.Flags
 	flags.Register(fs.FlagSet)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 
@@ -17,17 +16,19 @@ between history and live events.
 
 Only one process may hold a data directory open at a time, so tail --data works on a store
 that is not open elsewhere, and while it runs no other process (another verity command
-included) can open that directory. Following a store that other processes write to comes
-with the server ('verity serve' and a --server flag).
+included) can open that directory. To follow a store that others write to, tail its server
+('verity serve', 'verity dev') with --server.
+` + storeAbout + `
 
 Examples:
   verity tail --data ./verity-data --from start order-1
+  verity tail --server http://127.0.0.1:2113 --category order
   verity tail --category order --type OrderPlaced --json
 `
 
 func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	fs := newFlagSet("tail", "verity tail [flags] [STREAM]", tailAbout)
-	dataDir := dataFlag(fs)
+	stores := addStoreFlags(fs)
 	var from fromFlag
 	fs.Var(&from, "from", "where to start, inclusive: `start|end|N`, N being a revision (stream)\nor a position ($all); end prints only new events (default end)")
 	asJSON := fs.Bool("json", false, "print each event as a JSON object on its own line")
@@ -53,11 +54,11 @@ func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 		opts.From = from.n
 	}
 
-	st, err := openEngine(*dataDir, false, stderr)
+	st, err := stores.open(false, stderr)
 	if err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, st.Close()) }()
+	defer func() { err = st.finish(err) }()
 	return tail(ctx, st, opts, newEventPrinter(stdout, *asJSON), stderr)
 }
 
