@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -55,6 +56,9 @@ func (m StreamMetadata) SoftDeleted() StreamMetadata {
 	return m
 }
 
+// maxMaxAgeSeconds is the largest $maxAge a time.Duration holds (about 292 years).
+const maxMaxAgeSeconds = int64(math.MaxInt64 / int64(time.Second))
+
 // MarshalJSON writes the KurrentDB metadata format: $maxAge (seconds), $maxCount, $tb, $acl,
 // then the custom keys.
 func (m StreamMetadata) MarshalJSON() ([]byte, error) {
@@ -89,8 +93,8 @@ func (m *StreamMetadata) UnmarshalJSON(b []byte) error {
 		switch k {
 		case "$maxAge":
 			var s int64
-			if err := json.Unmarshal(v, &s); err != nil || s < 0 {
-				return fmt.Errorf("stream metadata $maxAge must be a whole number of seconds ≥ 0, got %s", v)
+			if err := json.Unmarshal(v, &s); err != nil || s < 0 || s > maxMaxAgeSeconds {
+				return fmt.Errorf("stream metadata $maxAge must be a whole number of seconds from 0 to %d, got %s", maxMaxAgeSeconds, v)
 			}
 			m.MaxAge = time.Duration(s) * time.Second
 		case "$maxCount":

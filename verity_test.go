@@ -160,3 +160,13 @@ func FuzzStreamMetadata(f *testing.F) {
 		}
 	})
 }
+
+func TestMetadataMaxAgeOverflowIsRefused(t *testing.T) {
+	var m verity.StreamMetadata
+	if err := json.Unmarshal([]byte(`{"$maxAge":10000000000000}`), &m); err == nil {
+		t.Fatalf("a $maxAge of 1e13 seconds was accepted as %v; it does not fit a time.Duration", m.MaxAge)
+	}
+	if err := json.Unmarshal([]byte(`{"$maxAge":9223372036}`), &m); err != nil || m.MaxAge <= 0 {
+		t.Fatalf("the largest representable $maxAge: %v, %v", m.MaxAge, err)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/verity-dev/verity"
 	verityv1 "github.com/verity-dev/verity/proto/verity/v1"
@@ -21,8 +22,11 @@ import (
 
 var _ verity.Store = (*Client)(nil)
 
-// DefaultMaxMessageBytes is the default of Options.MaxMessageBytes.
-const DefaultMaxMessageBytes = 64 << 20
+// Defaults of Options.
+const (
+	DefaultMaxMessageBytes   = 64 << 20
+	DefaultMaxAppendSessions = 64
+)
 
 // Options configure a Client. The zero value connects in plaintext, anonymously.
 type Options struct {
@@ -42,6 +46,13 @@ type Options struct {
 	// DialOptions are added to the client's own (transport credentials, message size),
 	// after them. Default: none.
 	DialOptions []grpc.DialOption
+	// MaxAppendSessions is how many append sessions (see Client.Append) the client keeps
+	// open at most, each one HTTP/2 stream of its connection: as many Append and
+	// AppendMulti calls as this run at once over sessions, any more as unary calls.
+	// Default 64; negative means none: every append is a unary call. Keep it well below
+	// the server's limit of concurrent streams per connection (1000 for `verity serve`):
+	// open sessions hold their streams while idle.
+	MaxAppendSessions int
 }
 
 // Validate names the first option that is wrong.
@@ -69,6 +80,15 @@ type Client struct {
 	mu     sync.Mutex
 	closed bool
 	subs   map[*subscription]struct{}
+
+	// Append sessions (session.go).
+	maxSessions  int
+	noSessions   atomic.Bool        // the server has no AppendSession
+	sessCtx      context.Context    // every session's call runs in it: credentials; ended by Close
+	sessCancel   context.CancelFunc // ends sessCtx
+	sessMu       sync.Mutex
+	idle         []*appendSession // open sessions nobody is using
+	sessionsOpen int              // sessions open or being opened, idle or not
 }
 
 // Dial returns a client of the server at target: "host:port", "http://host:port"
@@ -118,6 +138,14 @@ func Dial(target string, opts Options) (*Client, error) {
 	case opts.Username != "":
 		c.authorization = "Basic " + base64.StdEncoding.EncodeToString([]byte(opts.Username+":"+opts.Password))
 	}
+	c.maxSessions = opts.MaxAppendSessions
+	if c.maxSessions == 0 {
+		c.maxSessions = DefaultMaxAppendSessions
+	}
+	c.sessCtx, c.sessCancel = context.WithCancel(context.Background())
+	if c.authorization != "" {
+		c.sessCtx = metadata.AppendToOutgoingContext(c.sessCtx, "authorization", c.authorization)
+	}
 	return c, nil
 }
 
@@ -139,6 +167,7 @@ func (c *Client) Close() error {
 	for _, s := range subs {
 		s.end(verity.Errorf(verity.Unavailable, "subscribe", "the client was closed"))
 	}
+	c.closeSessions()
 	if err := c.conn.Close(); err != nil && status.Code(err) != codes.Canceled {
 		return verity.Errorf(verity.Internal, "close", "%v", err)
 	}
@@ -196,16 +225,39 @@ func badResponse(op string, err error) error {
 	return &verity.Error{Kind: verity.Internal, Op: op, Message: "the server's response is malformed", Err: err}
 }
 
-// Append implements verity.Store.
+// Append implements verity.Store. It goes over an append session when one is free (see
+// Options.MaxAppendSessions), else as a unary call; both give the same results and errors.
+//
+// A connection that breaks after the request left fails it with Unavailable: the append
+// may or may not have been made. Retrying it with the same event ids is safe, since an
+// append repeating ids already written writes nothing new and returns the first result;
+// events without ids get fresh ones from the server on every try, so give them ids when
+// you may retry.
 func (c *Client) Append(ctx context.Context, stream string, expected verity.ExpectedRevision, events ...verity.EventData) (verity.AppendResult, error) {
 	const op = "append"
 	cctx, err := c.begin(ctx, op)
 	if err != nil {
 		return verity.AppendResult{}, err
 	}
-	res, err := c.api.Append(cctx, &verityv1.AppendRequest{Stream: stream, Expected: verityv1.ExpectedToProto(expected), Events: eventsToProto(events)})
-	if err != nil {
-		return verity.AppendResult{}, c.fail(ctx, op, err)
+	req := &verityv1.AppendRequest{Stream: stream, Expected: verityv1.ExpectedToProto(expected), Events: eventsToProto(events)}
+	sres, err := c.sessionCall(ctx, op, &verityv1.AppendSessionRequest{Request: &verityv1.AppendSessionRequest_Append{Append: req}})
+	var res *verityv1.AppendResponse
+	switch {
+	case err == nil:
+		switch r := sres.GetResult().(type) {
+		case *verityv1.AppendSessionResponse_Append:
+			res = r.Append
+		case *verityv1.AppendSessionResponse_Error:
+			return verity.AppendResult{}, verityv1.ErrorFromProto(r.Error)
+		default:
+			return verity.AppendResult{}, badResponse(op, errors.New("the answer to an append holds no append result"))
+		}
+	case errors.Is(err, errNoSession):
+		if res, err = c.api.Append(cctx, req); err != nil {
+			return verity.AppendResult{}, c.fail(ctx, op, err)
+		}
+	default:
+		return verity.AppendResult{}, err
 	}
 	return verity.AppendResult{Revision: res.GetRevision(), Position: res.GetPosition()}, nil
 }
@@ -218,7 +270,8 @@ func eventsToProto(evs []verity.EventData) []*verityv1.EventData {
 	return out
 }
 
-// AppendMulti implements verity.Store.
+// AppendMulti implements verity.Store. It goes over an append session as Append does, with
+// the same guarantee when the connection breaks.
 func (c *Client) AppendMulti(ctx context.Context, appends ...verity.StreamAppend) ([]verity.AppendResult, error) {
 	const op = "append multi"
 	cctx, err := c.begin(ctx, op)
@@ -229,9 +282,24 @@ func (c *Client) AppendMulti(ctx context.Context, appends ...verity.StreamAppend
 	for i, a := range appends {
 		req.Appends[i] = &verityv1.StreamAppend{Stream: a.Stream, Expected: verityv1.ExpectedToProto(a.Expected), Events: eventsToProto(a.Events)}
 	}
-	res, err := c.api.AppendMulti(cctx, req)
-	if err != nil {
-		return nil, c.fail(ctx, op, err)
+	sres, err := c.sessionCall(ctx, op, &verityv1.AppendSessionRequest{Request: &verityv1.AppendSessionRequest_AppendMulti{AppendMulti: req}})
+	var res *verityv1.AppendMultiResponse
+	switch {
+	case err == nil:
+		switch r := sres.GetResult().(type) {
+		case *verityv1.AppendSessionResponse_AppendMulti:
+			res = r.AppendMulti
+		case *verityv1.AppendSessionResponse_Error:
+			return nil, verityv1.ErrorFromProto(r.Error)
+		default:
+			return nil, badResponse(op, errors.New("the answer to a multi-stream append holds no append results"))
+		}
+	case errors.Is(err, errNoSession):
+		if res, err = c.api.AppendMulti(cctx, req); err != nil {
+			return nil, c.fail(ctx, op, err)
+		}
+	default:
+		return nil, err
 	}
 	if len(res.GetResults()) != len(appends) {
 		return nil, badResponse(op, errors.New("the number of results differs from the number of appends"))

@@ -11,4 +11,10 @@
 // Errors are those the server's store returned, rebuilt whole: errors.Is(err,
 // verity.ErrConflict) holds and the Conflict's Expected and Actual are set. A broken or
 // closed connection is Unavailable.
+//
+// Appends travel over append sessions (session.go): long-lived calls reused from a pool,
+// one message each way per append, much cheaper than a unary call each. Callers never
+// share a session, so one caller's cancellation or stall touches no other's append. An
+// append cut off by a broken connection is Unavailable and may or may not have been made;
+// retry it with the same event ids, which the store makes idempotent.
 package client

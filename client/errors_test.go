@@ -181,8 +181,44 @@ func (a *errAccess) set(err error) {
 	a.err = err
 }
 
-func (a *errAccess) Store(auth.Principal) verity.Store {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return errStore{a.err}
+// Store returns a store failing with the error set when each call is made, not when the
+// store is taken: an append session takes its store once and keeps it.
+func (a *errAccess) Store(auth.Principal) verity.Store { return liveErrStore{a} }
+
+// liveErrStore is an errStore whose error is its errAccess's at the time of each call.
+type liveErrStore struct{ a *errAccess }
+
+func (s liveErrStore) now() errStore {
+	s.a.mu.Lock()
+	defer s.a.mu.Unlock()
+	return errStore{s.a.err}
 }
+
+func (s liveErrStore) Append(ctx context.Context, stream string, exp verity.ExpectedRevision, evs ...verity.EventData) (verity.AppendResult, error) {
+	return s.now().Append(ctx, stream, exp, evs...)
+}
+func (s liveErrStore) AppendMulti(ctx context.Context, as ...verity.StreamAppend) ([]verity.AppendResult, error) {
+	return s.now().AppendMulti(ctx, as...)
+}
+func (s liveErrStore) ReadStream(ctx context.Context, stream string, o verity.ReadStreamOptions) ([]verity.RecordedEvent, error) {
+	return s.now().ReadStream(ctx, stream, o)
+}
+func (s liveErrStore) ReadAll(ctx context.Context, o verity.ReadAllOptions) ([]verity.RecordedEvent, error) {
+	return s.now().ReadAll(ctx, o)
+}
+func (s liveErrStore) Subscribe(ctx context.Context, o verity.SubscribeOptions) (verity.Subscription, error) {
+	return s.now().Subscribe(ctx, o)
+}
+func (s liveErrStore) GetStreamMetadata(ctx context.Context, stream string) (verity.StreamMetadataResult, error) {
+	return s.now().GetStreamMetadata(ctx, stream)
+}
+func (s liveErrStore) SetStreamMetadata(ctx context.Context, stream string, exp verity.ExpectedRevision, m verity.StreamMetadata) (verity.AppendResult, error) {
+	return s.now().SetStreamMetadata(ctx, stream, exp, m)
+}
+func (s liveErrStore) DeleteStream(ctx context.Context, stream string, exp verity.ExpectedRevision) (verity.DeleteResult, error) {
+	return s.now().DeleteStream(ctx, stream, exp)
+}
+func (s liveErrStore) TombstoneStream(ctx context.Context, stream string, exp verity.ExpectedRevision) (verity.DeleteResult, error) {
+	return s.now().TombstoneStream(ctx, stream, exp)
+}
+func (s liveErrStore) Close() error { return nil }

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 
 	"github.com/verity-dev/verity"
@@ -43,6 +44,8 @@ type Server struct {
 	auth    *auth.Service
 	metrics *metrics
 
+	tls       *tls.Config // nil: plaintext
+	split     *splitListener
 	grpc      *grpc.Server
 	verityAPI *grpcapi.Service
 	http      *http.Server
@@ -55,6 +58,7 @@ type Server struct {
 	cancelStreams context.CancelFunc
 
 	serveErr     chan error
+	grpcDone     chan struct{} // closed when grpc.Serve returned
 	shutdownOnce sync.Once
 	shutdownErr  error
 	closeOnce    sync.Once
@@ -108,6 +112,12 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 
 	s.grpc = grpc.NewServer(
 		grpc.MaxRecvMsgSize(cfg.MaxRequestBytes),
+		grpc.ConnectionTimeout(cfg.ReadHeaderTimeout),
+		// KurrentDB clients ping every 10 s by default; grpc-go's default policy (one ping
+		// per 5 minutes) would cut their connections.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		// Find clients that vanished without closing, so their subscriptions are released.
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: time.Minute, Timeout: 20 * time.Second}),
 		grpc.MaxConcurrentStreams(uint32(cfg.MaxConcurrentStreams)),
 		grpc.ChainUnaryInterceptor(s.unaryInterceptor),
 		grpc.ChainStreamInterceptor(s.streamInterceptor),
@@ -142,23 +152,16 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 		Logger:                    logger,
 	})))
 
+	// Only HTTP/1.x reaches net/http: HTTP/2 connections are gRPC's (see listen.go).
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
-	protocols.SetHTTP2(true)
-	if cfg.Insecure {
-		protocols.SetUnencryptedHTTP2(true) // gRPC over plaintext is HTTP/2 with prior knowledge
-	}
 	s.http = &http.Server{
 		Handler:           s.route(mux),
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		IdleTimeout:       cfg.IdleTimeout,
 		MaxHeaderBytes:    64 << 10,
 		Protocols:         &protocols,
-		HTTP2: &http.HTTP2Config{
-			MaxConcurrentStreams:      cfg.MaxConcurrentStreams,
-			MaxReceiveBufferPerStream: 1 << 20,
-		},
-		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
 	}
 	if !cfg.Insecure {
 		tc, err := loadTLS(cfg)
@@ -166,7 +169,7 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 			s.Close()
 			return nil, err
 		}
-		s.http.TLSConfig = tc
+		s.tls = tc
 	}
 	return s, nil
 }
@@ -208,13 +211,9 @@ func (a access) Store(p auth.Principal) verity.Store {
 	return observedStore{Store: a.s.auth.Store(p), m: a.s.metrics}
 }
 
-// route sends gRPC to the gRPC server and everything else to mux. Both share the port.
+// route serves HTTP requests, counting them by status.
 func (s *Server) route(mux http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
-			s.grpc.ServeHTTP(w, r)
-			return
-		}
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		mux.ServeHTTP(rec, r)
 		s.metrics.httpRequests.WithLabelValues(r.Method, fmt.Sprint(rec.status)).Inc()
@@ -318,21 +317,22 @@ func (s *Server) Start() error {
 		return fmt.Errorf("listen %s: %w", s.cfg.Listen, err)
 	}
 	s.ln = ln
-	useTLS := s.http.TLSConfig != nil // read before Serve: net/http writes the field
+	s.split = newSplitListener(ln, s.tls, s.cfg.ReadHeaderTimeout)
+	go s.split.serve()
+	s.grpcDone = make(chan struct{})
 	go func() {
-		var err error
-		if useTLS {
-			err = s.http.ServeTLS(ln, "", "")
-		} else {
-			err = s.http.Serve(ln)
-		}
+		defer close(s.grpcDone)
+		s.grpc.Serve(s.split.grpc) // returns when stopped
+	}()
+	go func() {
+		err := s.http.Serve(s.split.http)
 		if errors.Is(err, http.ErrServerClosed) {
 			err = nil
 		}
 		s.serveErr <- err
 	}()
 	s.ready.Store(true)
-	s.log.Info("verity serving", "addr", ln.Addr().String(), "tls", useTLS,
+	s.log.Info("verity serving", "addr", ln.Addr().String(), "tls", s.tls != nil,
 		"insecure", s.cfg.Insecure, "data", s.cfg.Data, "version", Version)
 	return nil
 }
@@ -376,16 +376,28 @@ func (s *Server) shutdown(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.ShutdownTimeout)
 	defer cancel()
 	start := time.Now()
-	err := s.http.Shutdown(ctx)
-	if err != nil {
-		s.log.Warn("drain bound reached; closing remaining connections", "after", time.Since(start))
-		s.http.Close()
-		err = nil
-	}
+	var err error
 	if s.ln != nil {
-		if serr := <-s.serveErr; serr != nil {
-			err = serr
+		s.ln.Close() // stop accepting; connections being classified are still handed over
+		grpcStopped := make(chan struct{})
+		go func() {
+			s.grpc.GracefulStop()
+			close(grpcStopped)
+		}()
+		if herr := s.http.Shutdown(ctx); herr != nil {
+			s.http.Close()
 		}
+		select {
+		case <-grpcStopped:
+		case <-ctx.Done():
+			s.grpc.Stop()
+			<-grpcStopped
+		}
+		if ctx.Err() != nil {
+			s.log.Warn("drain bound reached; closed the remaining connections", "after", time.Since(start).Round(time.Millisecond))
+		}
+		<-s.grpcDone
+		err = <-s.serveErr
 	}
 	if cerr := s.Close(); err == nil {
 		err = cerr
@@ -400,6 +412,7 @@ func (s *Server) Close() error {
 		s.ready.Store(false)
 		s.cancelStreams()
 		if s.ln != nil {
+			s.ln.Close()
 			s.http.Close()
 		}
 		if s.grpc != nil {

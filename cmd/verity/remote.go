@@ -269,14 +269,20 @@ func (s *commandStore) explain(err error) error {
 	r := s.remote
 	switch ve.Kind {
 	case verity.Unavailable:
-		if ve.Op != "" {
-			// The server answered: its store is closed or not ready, or this client was
-			// closed. The message says which.
+		// The client's append sessions report a failed dial as "cannot reach the server"
+		// under the operation's name; anything else with an operation is the server's own
+		// answer (its store closed or not ready), whose message says what happened.
+		sessionDial := strings.HasPrefix(ve.Message, "cannot reach the server: ")
+		if ve.Op != "" && !sessionDial {
 			return err
 		}
 		// gRPC's own status: the connection failed, or broke.
 		hint := "is it running? For development, start one with 'verity dev'"
 		msg := ve.Message
+		if sessionDial {
+			msg = strings.TrimSuffix(strings.TrimPrefix(msg, "cannot reach the server: "), "; nothing was appended")
+			hint = "nothing was appended; " + hint
+		}
 		switch {
 		case strings.Contains(msg, "certificate"):
 			hint = "its TLS certificate is not trusted: give its CA with --ca FILE"

@@ -6,5 +6,7 @@
 // Requests are checked at the edge: a malformed message, a field this server does not know,
 // an unknown enum value or a UUID of the wrong length is InvalidArgument and never reaches
 // the store. Reads are streamed in bounded batches, and each connection may hold a bounded
-// number of subscriptions.
+// number of subscriptions. Appends may also come over append sessions (session.go), one
+// long-lived call carrying many appends, each answered in turn, so that a session never
+// holds more than one request.
 package grpcapi

@@ -13,48 +13,67 @@ import (
 
 // Append implements verity.v1.Store.
 func (s *Service) Append(ctx context.Context, req *verityv1.AppendRequest) (*verityv1.AppendResponse, error) {
-	const op = "append"
 	st, err := s.store(ctx)
 	if err != nil {
 		return nil, err
 	}
+	res, err := appendOne(ctx, st, req)
+	if err != nil {
+		return nil, s.fail("append", err)
+	}
+	return res, nil
+}
+
+// appendOne checks an append request and makes it. Its errors are the contract's, not
+// statuses, for AppendSession to send as they are.
+func appendOne(ctx context.Context, st verity.Store, req *verityv1.AppendRequest) (*verityv1.AppendResponse, error) {
+	const op = "append"
 	exp, err := verityv1.ExpectedFromProto(req.GetExpected())
 	if err != nil {
-		return nil, invalid(op, req.GetStream(), err)
+		return nil, invalidErr(op, req.GetStream(), err)
 	}
 	evs, err := verityv1.EventsFromProto(req.GetEvents())
 	if err != nil {
-		return nil, invalid(op, req.GetStream(), err)
+		return nil, invalidErr(op, req.GetStream(), err)
 	}
 	res, err := st.Append(ctx, req.GetStream(), exp, evs...)
 	if err != nil {
-		return nil, s.fail(op, err)
+		return nil, err
 	}
 	return &verityv1.AppendResponse{Revision: res.Revision, Position: res.Position}, nil
 }
 
 // AppendMulti implements verity.v1.Store.
 func (s *Service) AppendMulti(ctx context.Context, req *verityv1.AppendMultiRequest) (*verityv1.AppendMultiResponse, error) {
-	const op = "append multi"
 	st, err := s.store(ctx)
 	if err != nil {
 		return nil, err
 	}
+	res, err := appendMulti(ctx, st, req)
+	if err != nil {
+		return nil, s.fail("append multi", err)
+	}
+	return res, nil
+}
+
+// appendMulti is appendOne for several streams.
+func appendMulti(ctx context.Context, st verity.Store, req *verityv1.AppendMultiRequest) (*verityv1.AppendMultiResponse, error) {
+	const op = "append multi"
 	appends := make([]verity.StreamAppend, len(req.GetAppends()))
 	for i, a := range req.GetAppends() {
 		exp, err := verityv1.ExpectedFromProto(a.GetExpected())
 		if err != nil {
-			return nil, invalid(op, a.GetStream(), fmt.Errorf("append %d: %w", i, err))
+			return nil, invalidErr(op, a.GetStream(), fmt.Errorf("append %d: %w", i, err))
 		}
 		evs, err := verityv1.EventsFromProto(a.GetEvents())
 		if err != nil {
-			return nil, invalid(op, a.GetStream(), fmt.Errorf("append %d: %w", i, err))
+			return nil, invalidErr(op, a.GetStream(), fmt.Errorf("append %d: %w", i, err))
 		}
 		appends[i] = verity.StreamAppend{Stream: a.GetStream(), Expected: exp, Events: evs}
 	}
 	res, err := st.AppendMulti(ctx, appends...)
 	if err != nil {
-		return nil, s.fail(op, err)
+		return nil, err
 	}
 	out := &verityv1.AppendMultiResponse{Results: make([]*verityv1.AppendResponse, len(res))}
 	for i, r := range res {

@@ -90,6 +90,7 @@ type Service struct {
 	subs     map[string]int              // live subscriptions per connection
 	cancels  map[*int]context.CancelFunc // ends each live subscription at Shutdown
 	shutdown bool
+	closing  chan struct{} // closed by Shutdown: ends every append session
 }
 
 // New returns a service answering with the stores access gives. Options out of range (see
@@ -100,6 +101,7 @@ func New(access Access, opts Options) *Service {
 		opts:    opts.withDefaults(),
 		subs:    map[string]int{},
 		cancels: map[*int]context.CancelFunc{},
+		closing: make(chan struct{}),
 	}
 }
 
@@ -117,6 +119,9 @@ func (s *Service) Register(gs *grpc.Server) {
 	}
 	desc.Streams = append([]grpc.StreamDesc(nil), desc.Streams...)
 	for i := range desc.Streams {
+		if desc.Streams[i].StreamName == "AppendSession" {
+			continue // it checks each request itself, to answer a bad one by its id
+		}
 		h := desc.Streams[i].Handler
 		desc.Streams[i].Handler = func(srv any, stream grpc.ServerStream) error {
 			return h(srv, checkedStream{stream})
@@ -126,11 +131,16 @@ func (s *Service) Register(gs *grpc.Server) {
 }
 
 // Shutdown ends every live subscription with Unavailable and refuses new ones, so that a
-// graceful stop of the grpc.Server does not wait for subscribers that never leave. Other
-// calls are unaffected. It is idempotent.
+// graceful stop of the grpc.Server does not wait for subscribers that never leave. It ends
+// every append session likewise, each once it has answered the request it is handling (a
+// session whose client stopped reading holds its end until the grpc.Server's hard stop).
+// Other calls are unaffected. It is idempotent; call it before grpc.Server.GracefulStop.
 func (s *Service) Shutdown() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if !s.shutdown {
+		close(s.closing)
+	}
 	s.shutdown = true
 	for _, cancel := range s.cancels {
 		cancel()
@@ -168,12 +178,20 @@ func badRequest(err error) error {
 // checkKnown refuses a request holding fields this server does not know: a newer client's
 // field silently dropped (a filter condition, say) would change what the call means.
 func checkKnown(m any) error {
+	if err := knownErr(m); err != nil {
+		return toStatus(err)
+	}
+	return nil
+}
+
+// knownErr is checkKnown's error, as the contract's error rather than a status.
+func knownErr(m any) error {
 	pm, ok := m.(proto.Message)
 	if !ok {
 		return nil
 	}
 	if path := unknownField(pm.ProtoReflect(), string(pm.ProtoReflect().Descriptor().Name())); path != "" {
-		return toStatus(&verity.Error{Kind: verity.Invalid, Op: "decode request", Message: "the request holds fields this server does not know, in " + path + "; upgrade the server or leave them out"})
+		return &verity.Error{Kind: verity.Invalid, Op: "decode request", Message: "the request holds fields this server does not know, in " + path + "; upgrade the server or leave them out"}
 	}
 	return nil
 }
@@ -183,18 +201,28 @@ func toStatus(err error) error {
 	return verityv1.Status(err).Err()
 }
 
-// fail returns the status of a store's error, logging Internal ones: they are bugs or
-// failures an operator needs to see, which the caller cannot fix.
+// fail returns the status of a store's error, logging Internal ones (see logInternal).
 func (s *Service) fail(op string, err error) error {
-	if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) && verity.KindOf(err) == verity.Internal {
-		s.opts.Logger.Error("grpcapi: internal error", "op", op, "err", err)
-	}
+	s.logInternal(op, err)
 	return toStatus(err)
 }
 
-// invalid is the Invalid error of a request field.
+// logInternal logs err if it is Internal: such errors are bugs or failures an operator
+// needs to see, which the caller cannot fix.
+func (s *Service) logInternal(op string, err error) {
+	if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) && verity.KindOf(err) == verity.Internal {
+		s.opts.Logger.Error("grpcapi: internal error", "op", op, "err", err)
+	}
+}
+
+// invalid is the status of an Invalid request field.
 func invalid(op, stream string, err error) error {
-	return toStatus(&verity.Error{Kind: verity.Invalid, Op: op, Stream: stream, Message: err.Error()})
+	return toStatus(invalidErr(op, stream, err))
+}
+
+// invalidErr is the Invalid error of a request field.
+func invalidErr(op, stream string, err error) error {
+	return &verity.Error{Kind: verity.Invalid, Op: op, Stream: stream, Message: err.Error()}
 }
 
 // store authenticates the caller of ctx and returns the store they may use.

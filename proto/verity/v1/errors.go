@@ -68,15 +68,27 @@ func Status(err error) *status.Status {
 	case errors.Is(err, context.DeadlineExceeded):
 		return status.New(codes.DeadlineExceeded, err.Error())
 	}
+	detail := ErrorDetail(err)
+	st := status.New(CodeOf(verity.ParseErrorKind(detail.GetKind())), err.Error())
+	if withDetail, derr := st.WithDetails(detail); derr == nil {
+		st = withDetail
+	}
+	return st
+}
+
+// ErrorDetail returns the Error detail that carries err: that of the *verity.Error in its
+// chain, or, for an error that holds none, an internal error whose cause is err's text.
+// The context's errors have no detail of their own: Status gives them a code instead. A
+// nil error has a nil detail.
+func ErrorDetail(err error) *Error {
+	if err == nil {
+		return nil
+	}
 	var ve *verity.Error
 	if !errors.As(err, &ve) {
 		ve = &verity.Error{Kind: verity.Internal, Err: err}
 	}
-	st := status.New(CodeOf(ve.Kind), err.Error())
-	if withDetail, derr := st.WithDetails(ErrorToProto(ve)); derr == nil {
-		st = withDetail
-	}
-	return st
+	return ErrorToProto(ve)
 }
 
 // ErrorToProto returns the detail message carrying e. A kind this package does not know

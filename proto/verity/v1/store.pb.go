@@ -628,6 +628,206 @@ func (x *AppendMultiResponse) GetResults() []*AppendResponse {
 	return nil
 }
 
+type AppendSessionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id is chosen by the client and copied into the response; the server does not require
+	// ids to be distinct or ordered.
+	Id uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Types that are valid to be assigned to Request:
+	//
+	//	*AppendSessionRequest_Append
+	//	*AppendSessionRequest_AppendMulti
+	Request       isAppendSessionRequest_Request `protobuf_oneof:"request"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AppendSessionRequest) Reset() {
+	*x = AppendSessionRequest{}
+	mi := &file_proto_verity_v1_store_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AppendSessionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AppendSessionRequest) ProtoMessage() {}
+
+func (x *AppendSessionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_verity_v1_store_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AppendSessionRequest.ProtoReflect.Descriptor instead.
+func (*AppendSessionRequest) Descriptor() ([]byte, []int) {
+	return file_proto_verity_v1_store_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *AppendSessionRequest) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *AppendSessionRequest) GetRequest() isAppendSessionRequest_Request {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+func (x *AppendSessionRequest) GetAppend() *AppendRequest {
+	if x != nil {
+		if x, ok := x.Request.(*AppendSessionRequest_Append); ok {
+			return x.Append
+		}
+	}
+	return nil
+}
+
+func (x *AppendSessionRequest) GetAppendMulti() *AppendMultiRequest {
+	if x != nil {
+		if x, ok := x.Request.(*AppendSessionRequest_AppendMulti); ok {
+			return x.AppendMulti
+		}
+	}
+	return nil
+}
+
+type isAppendSessionRequest_Request interface {
+	isAppendSessionRequest_Request()
+}
+
+type AppendSessionRequest_Append struct {
+	Append *AppendRequest `protobuf:"bytes,2,opt,name=append,proto3,oneof"`
+}
+
+type AppendSessionRequest_AppendMulti struct {
+	AppendMulti *AppendMultiRequest `protobuf:"bytes,3,opt,name=append_multi,json=appendMulti,proto3,oneof"`
+}
+
+func (*AppendSessionRequest_Append) isAppendSessionRequest_Request() {}
+
+func (*AppendSessionRequest_AppendMulti) isAppendSessionRequest_Request() {}
+
+type AppendSessionResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id is the id of the request this answers.
+	Id uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Types that are valid to be assigned to Result:
+	//
+	//	*AppendSessionResponse_Append
+	//	*AppendSessionResponse_AppendMulti
+	//	*AppendSessionResponse_Error
+	Result        isAppendSessionResponse_Result `protobuf_oneof:"result"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AppendSessionResponse) Reset() {
+	*x = AppendSessionResponse{}
+	mi := &file_proto_verity_v1_store_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AppendSessionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AppendSessionResponse) ProtoMessage() {}
+
+func (x *AppendSessionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_verity_v1_store_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AppendSessionResponse.ProtoReflect.Descriptor instead.
+func (*AppendSessionResponse) Descriptor() ([]byte, []int) {
+	return file_proto_verity_v1_store_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *AppendSessionResponse) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *AppendSessionResponse) GetResult() isAppendSessionResponse_Result {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+func (x *AppendSessionResponse) GetAppend() *AppendResponse {
+	if x != nil {
+		if x, ok := x.Result.(*AppendSessionResponse_Append); ok {
+			return x.Append
+		}
+	}
+	return nil
+}
+
+func (x *AppendSessionResponse) GetAppendMulti() *AppendMultiResponse {
+	if x != nil {
+		if x, ok := x.Result.(*AppendSessionResponse_AppendMulti); ok {
+			return x.AppendMulti
+		}
+	}
+	return nil
+}
+
+func (x *AppendSessionResponse) GetError() *Error {
+	if x != nil {
+		if x, ok := x.Result.(*AppendSessionResponse_Error); ok {
+			return x.Error
+		}
+	}
+	return nil
+}
+
+type isAppendSessionResponse_Result interface {
+	isAppendSessionResponse_Result()
+}
+
+type AppendSessionResponse_Append struct {
+	Append *AppendResponse `protobuf:"bytes,2,opt,name=append,proto3,oneof"`
+}
+
+type AppendSessionResponse_AppendMulti struct {
+	AppendMulti *AppendMultiResponse `protobuf:"bytes,3,opt,name=append_multi,json=appendMulti,proto3,oneof"`
+}
+
+type AppendSessionResponse_Error struct {
+	// error is what the unary call would have returned as its status's detail.
+	Error *Error `protobuf:"bytes,4,opt,name=error,proto3,oneof"`
+}
+
+func (*AppendSessionResponse_Append) isAppendSessionResponse_Result() {}
+
+func (*AppendSessionResponse_AppendMulti) isAppendSessionResponse_Result() {}
+
+func (*AppendSessionResponse_Error) isAppendSessionResponse_Result() {}
+
 type ReadStreamRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Stream    string                 `protobuf:"bytes,1,opt,name=stream,proto3" json:"stream,omitempty"`
@@ -642,7 +842,7 @@ type ReadStreamRequest struct {
 
 func (x *ReadStreamRequest) Reset() {
 	*x = ReadStreamRequest{}
-	mi := &file_proto_verity_v1_store_proto_msgTypes[8]
+	mi := &file_proto_verity_v1_store_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -654,7 +854,7 @@ func (x *ReadStreamRequest) String() string {
 func (*ReadStreamRequest) ProtoMessage() {}
 
 func (x *ReadStreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_verity_v1_store_proto_msgTypes[8]
+	mi := &file_proto_verity_v1_store_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -667,7 +867,7 @@ func (x *ReadStreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadStreamRequest.ProtoReflect.Descriptor instead.
 func (*ReadStreamRequest) Descriptor() ([]byte, []int) {
-	return file_proto_verity_v1_store_proto_rawDescGZIP(), []int{8}
+	return file_proto_verity_v1_store_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ReadStreamRequest) GetStream() string {
@@ -721,7 +921,7 @@ type Filter struct {
 
 func (x *Filter) Reset() {
 	*x = Filter{}
-	mi := &file_proto_verity_v1_store_proto_msgTypes[9]
+	mi := &file_proto_verity_v1_store_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -733,7 +933,7 @@ func (x *Filter) String() string {
 func (*Filter) ProtoMessage() {}
 
 func (x *Filter) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_verity_v1_store_proto_msgTypes[9]
+	mi := &file_proto_verity_v1_store_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -746,7 +946,7 @@ func (x *Filter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Filter.ProtoReflect.Descriptor instead.
 func (*Filter) Descriptor() ([]byte, []int) {
-	return file_proto_verity_v1_store_proto_rawDescGZIP(), []int{9}
+	return file_proto_verity_v1_store_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Filter) GetStreamPrefixes() []string {
@@ -814,7 +1014,7 @@ type ReadAllRequest struct {
 
 func (x *ReadAllRequest) Reset() {
 	*x = ReadAllRequest{}
-	mi := &file_proto_verity_v1_store_proto_msgTypes[10]
+	mi := &file_proto_verity_v1_store_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -826,7 +1026,7 @@ func (x *ReadAllRequest) String() string {
 func (*ReadAllRequest) ProtoMessage() {}
 
 func (x *ReadAllRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_verity_v1_store_proto_msgTypes[10]
+	mi := &file_proto_verity_v1_store_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -839,7 +1039,7 @@ func (x *ReadAllRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadAllRequest.ProtoReflect.Descriptor instead.
 func (*ReadAllRequest) Descriptor() ([]byte, []int) {
-	return file_proto_verity_v1_store_proto_rawDescGZIP(), []int{10}
+	return file_proto_verity_v1_store_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ReadAllRequest) GetDirection() Direction {
@@ -893,7 +1093,7 @@ type ReadResponse struct {
 
 func (x *ReadResponse) Reset() {
 	*x = ReadResponse{}
-	mi := &file_proto_verity_v1_store_proto_msgTypes[11]
+	mi := &file_proto_verity_v1_store_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -905,7 +1105,7 @@ func (x *ReadResponse) String() string {
 func (*ReadResponse) ProtoMessage() {}
 
 func (x *ReadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_verity_v1_store_proto_msgTypes[11]
+	mi := &file_proto_verity_v1_store_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -918,7 +1118,7 @@ func (x *ReadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadResponse.ProtoReflect.Descriptor instead.
 func (*ReadResponse) Descriptor() ([]byte, []int) {
-	return file_proto_verity_v1_store_proto_rawDescGZIP(), []int{11}
+	return file_proto_verity_v1_store_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ReadResponse) GetEvents() []*RecordedEvent {
@@ -944,7 +1144,7 @@ type SubscribeRequest struct {
 
 func (x *SubscribeRequest) Reset() {
 	*x = SubscribeRequest{}
-	mi := &file_proto_verity_v1_store_proto_msgTypes[12]
+	mi := &file_proto_verity_v1_store_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -956,7 +1156,7 @@ func (x *SubscribeRequest) String() string {
 func (*SubscribeRequest) ProtoMessage() {}
 
 func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_verity_v1_store_proto_msgTypes[12]
+	mi := &file_proto_verity_v1_store_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -969,7 +1169,7 @@ func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeRequest.ProtoReflect.Descriptor instead.
 func (*SubscribeRequest) Descriptor() ([]byte, []int) {
-	return file_proto_verity_v1_store_proto_rawDescGZIP(), []int{12}
+	return file_proto_verity_v1_store_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SubscribeRequest) GetStream() string {
@@ -1029,7 +1229,7 @@ type SubscribeResponse struct {
 
 func (x *SubscribeResponse) Reset() {
 	*x = SubscribeResponse{}
-	mi := &file_proto_verity_v1_store_proto_msgTypes[13]
+	mi := &file_proto_verity_v1_store_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1041,7 +1241,7 @@ func (x *SubscribeResponse) String() string {
 func (*SubscribeResponse) ProtoMessage() {}
 
 func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_verity_v1_store_proto_msgTypes[13]
+	mi := &file_proto_verity_v1_store_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1054,7 +1254,7 @@ func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeResponse.ProtoReflect.Descriptor instead.
 func (*SubscribeResponse) Descriptor() ([]byte, []int) {
-	return file_proto_verity_v1_store_proto_rawDescGZIP(), []int{13}
+	return file_proto_verity_v1_store_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SubscribeResponse) GetMessage() isSubscribeResponse_Message {
@@ -1141,7 +1341,7 @@ type StreamACL struct {
 
 func (x *StreamACL) Reset() {
 	*x = StreamACL{}
-	mi := &file_proto_verity_v1_store_proto_msgTypes[14]
+	mi := &file_proto_verity_v1_store_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1153,7 +1353,7 @@ func (x *StreamACL) String() string {
 func (*StreamACL) ProtoMessage() {}
 
 func (x *StreamACL) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_verity_v1_store_proto_msgTypes[14]
+	mi := &file_proto_verity_v1_store_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1166,7 +1366,7 @@ func (x *StreamACL) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamACL.ProtoReflect.Descriptor instead.
 func (*StreamACL) Descriptor() ([]byte, []int) {
-	return file_proto_verity_v1_store_proto_rawDescGZIP(), []int{14}
+	return file_proto_verity_v1_store_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *StreamACL) GetRead() []string {
@@ -1219,7 +1419,7 @@ type StreamMetadata struct {
 
 func (x *StreamMetadata) Reset() {
 	*x = StreamMetadata{}
-	mi := &file_proto_verity_v1_store_proto_msgTypes[15]
+	mi := &file_proto_verity_v1_store_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1231,7 +1431,7 @@ func (x *StreamMetadata) String() string {
 func (*StreamMetadata) ProtoMessage() {}
 
 func (x *StreamMetadata) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_verity_v1_store_proto_msgTypes[15]
+	mi := &file_proto_verity_v1_store_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1244,7 +1444,7 @@ func (x *StreamMetadata) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamMetadata.ProtoReflect.Descriptor instead.
 func (*StreamMetadata) Descriptor() ([]byte, []int) {
-	return file_proto_verity_v1_store_proto_rawDescGZIP(), []int{15}
+	return file_proto_verity_v1_store_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *StreamMetadata) GetMaxAge() *durationpb.Duration {
@@ -1291,7 +1491,7 @@ type GetStreamMetadataRequest struct {
 
 func (x *GetStreamMetadataRequest) Reset() {
 	*x = GetStreamMetadataRequest{}
-	mi := &file_proto_verity_v1_store_proto_msgTypes[16]
+	mi := &file_proto_verity_v1_store_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1303,7 +1503,7 @@ func (x *GetStreamMetadataRequest) String() string {
 func (*GetStreamMetadataRequest) ProtoMessage() {}
 
 func (x *GetStreamMetadataRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_verity_v1_store_proto_msgTypes[16]
+	mi := &file_proto_verity_v1_store_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1316,7 +1516,7 @@ func (x *GetStreamMetadataRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStreamMetadataRequest.ProtoReflect.Descriptor instead.
 func (*GetStreamMetadataRequest) Descriptor() ([]byte, []int) {
-	return file_proto_verity_v1_store_proto_rawDescGZIP(), []int{16}
+	return file_proto_verity_v1_store_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetStreamMetadataRequest) GetStream() string {
@@ -1337,7 +1537,7 @@ type GetStreamMetadataResponse struct {
 
 func (x *GetStreamMetadataResponse) Reset() {
 	*x = GetStreamMetadataResponse{}
-	mi := &file_proto_verity_v1_store_proto_msgTypes[17]
+	mi := &file_proto_verity_v1_store_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1349,7 +1549,7 @@ func (x *GetStreamMetadataResponse) String() string {
 func (*GetStreamMetadataResponse) ProtoMessage() {}
 
 func (x *GetStreamMetadataResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_verity_v1_store_proto_msgTypes[17]
+	mi := &file_proto_verity_v1_store_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1362,7 +1562,7 @@ func (x *GetStreamMetadataResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStreamMetadataResponse.ProtoReflect.Descriptor instead.
 func (*GetStreamMetadataResponse) Descriptor() ([]byte, []int) {
-	return file_proto_verity_v1_store_proto_rawDescGZIP(), []int{17}
+	return file_proto_verity_v1_store_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetStreamMetadataResponse) GetStream() string {
@@ -1397,7 +1597,7 @@ type SetStreamMetadataRequest struct {
 
 func (x *SetStreamMetadataRequest) Reset() {
 	*x = SetStreamMetadataRequest{}
-	mi := &file_proto_verity_v1_store_proto_msgTypes[18]
+	mi := &file_proto_verity_v1_store_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1409,7 +1609,7 @@ func (x *SetStreamMetadataRequest) String() string {
 func (*SetStreamMetadataRequest) ProtoMessage() {}
 
 func (x *SetStreamMetadataRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_verity_v1_store_proto_msgTypes[18]
+	mi := &file_proto_verity_v1_store_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1422,7 +1622,7 @@ func (x *SetStreamMetadataRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetStreamMetadataRequest.ProtoReflect.Descriptor instead.
 func (*SetStreamMetadataRequest) Descriptor() ([]byte, []int) {
-	return file_proto_verity_v1_store_proto_rawDescGZIP(), []int{18}
+	return file_proto_verity_v1_store_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SetStreamMetadataRequest) GetStream() string {
@@ -1456,7 +1656,7 @@ type DeleteStreamRequest struct {
 
 func (x *DeleteStreamRequest) Reset() {
 	*x = DeleteStreamRequest{}
-	mi := &file_proto_verity_v1_store_proto_msgTypes[19]
+	mi := &file_proto_verity_v1_store_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1468,7 +1668,7 @@ func (x *DeleteStreamRequest) String() string {
 func (*DeleteStreamRequest) ProtoMessage() {}
 
 func (x *DeleteStreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_verity_v1_store_proto_msgTypes[19]
+	mi := &file_proto_verity_v1_store_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1481,7 +1681,7 @@ func (x *DeleteStreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteStreamRequest.ProtoReflect.Descriptor instead.
 func (*DeleteStreamRequest) Descriptor() ([]byte, []int) {
-	return file_proto_verity_v1_store_proto_rawDescGZIP(), []int{19}
+	return file_proto_verity_v1_store_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *DeleteStreamRequest) GetStream() string {
@@ -1507,7 +1707,7 @@ type DeleteResponse struct {
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_proto_verity_v1_store_proto_msgTypes[20]
+	mi := &file_proto_verity_v1_store_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1519,7 +1719,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_verity_v1_store_proto_msgTypes[20]
+	mi := &file_proto_verity_v1_store_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1532,7 +1732,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_proto_verity_v1_store_proto_rawDescGZIP(), []int{20}
+	return file_proto_verity_v1_store_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *DeleteResponse) GetPosition() uint64 {
@@ -1552,7 +1752,7 @@ type StreamState struct {
 
 func (x *StreamState) Reset() {
 	*x = StreamState{}
-	mi := &file_proto_verity_v1_store_proto_msgTypes[21]
+	mi := &file_proto_verity_v1_store_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1564,7 +1764,7 @@ func (x *StreamState) String() string {
 func (*StreamState) ProtoMessage() {}
 
 func (x *StreamState) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_verity_v1_store_proto_msgTypes[21]
+	mi := &file_proto_verity_v1_store_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1577,7 +1777,7 @@ func (x *StreamState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamState.ProtoReflect.Descriptor instead.
 func (*StreamState) Descriptor() ([]byte, []int) {
-	return file_proto_verity_v1_store_proto_rawDescGZIP(), []int{21}
+	return file_proto_verity_v1_store_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *StreamState) GetExists() bool {
@@ -1613,7 +1813,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_proto_verity_v1_store_proto_msgTypes[22]
+	mi := &file_proto_verity_v1_store_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1625,7 +1825,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_verity_v1_store_proto_msgTypes[22]
+	mi := &file_proto_verity_v1_store_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1638,7 +1838,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_proto_verity_v1_store_proto_rawDescGZIP(), []int{22}
+	return file_proto_verity_v1_store_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Error) GetKind() string {
@@ -1698,7 +1898,7 @@ type SubscribeResponse_Confirmation struct {
 
 func (x *SubscribeResponse_Confirmation) Reset() {
 	*x = SubscribeResponse_Confirmation{}
-	mi := &file_proto_verity_v1_store_proto_msgTypes[23]
+	mi := &file_proto_verity_v1_store_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1710,7 +1910,7 @@ func (x *SubscribeResponse_Confirmation) String() string {
 func (*SubscribeResponse_Confirmation) ProtoMessage() {}
 
 func (x *SubscribeResponse_Confirmation) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_verity_v1_store_proto_msgTypes[23]
+	mi := &file_proto_verity_v1_store_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1723,7 +1923,7 @@ func (x *SubscribeResponse_Confirmation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeResponse_Confirmation.ProtoReflect.Descriptor instead.
 func (*SubscribeResponse_Confirmation) Descriptor() ([]byte, []int) {
-	return file_proto_verity_v1_store_proto_rawDescGZIP(), []int{13, 0}
+	return file_proto_verity_v1_store_proto_rawDescGZIP(), []int{15, 0}
 }
 
 type SubscribeResponse_Position struct {
@@ -1735,7 +1935,7 @@ type SubscribeResponse_Position struct {
 
 func (x *SubscribeResponse_Position) Reset() {
 	*x = SubscribeResponse_Position{}
-	mi := &file_proto_verity_v1_store_proto_msgTypes[24]
+	mi := &file_proto_verity_v1_store_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1747,7 +1947,7 @@ func (x *SubscribeResponse_Position) String() string {
 func (*SubscribeResponse_Position) ProtoMessage() {}
 
 func (x *SubscribeResponse_Position) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_verity_v1_store_proto_msgTypes[24]
+	mi := &file_proto_verity_v1_store_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1760,7 +1960,7 @@ func (x *SubscribeResponse_Position) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeResponse_Position.ProtoReflect.Descriptor instead.
 func (*SubscribeResponse_Position) Descriptor() ([]byte, []int) {
-	return file_proto_verity_v1_store_proto_rawDescGZIP(), []int{13, 1}
+	return file_proto_verity_v1_store_proto_rawDescGZIP(), []int{15, 1}
 }
 
 func (x *SubscribeResponse_Position) GetPosition() uint64 {
@@ -1808,7 +2008,18 @@ const file_proto_verity_v1_store_proto_rawDesc = "" +
 	"\x12AppendMultiRequest\x121\n" +
 	"\aappends\x18\x01 \x03(\v2\x17.verity.v1.StreamAppendR\aappends\"J\n" +
 	"\x13AppendMultiResponse\x123\n" +
-	"\aresults\x18\x01 \x03(\v2\x19.verity.v1.AppendResponseR\aresults\"\xa4\x01\n" +
+	"\aresults\x18\x01 \x03(\v2\x19.verity.v1.AppendResponseR\aresults\"\xa9\x01\n" +
+	"\x14AppendSessionRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x122\n" +
+	"\x06append\x18\x02 \x01(\v2\x18.verity.v1.AppendRequestH\x00R\x06append\x12B\n" +
+	"\fappend_multi\x18\x03 \x01(\v2\x1d.verity.v1.AppendMultiRequestH\x00R\vappendMultiB\t\n" +
+	"\arequest\"\xd5\x01\n" +
+	"\x15AppendSessionResponse\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x123\n" +
+	"\x06append\x18\x02 \x01(\v2\x19.verity.v1.AppendResponseH\x00R\x06append\x12C\n" +
+	"\fappend_multi\x18\x03 \x01(\v2\x1e.verity.v1.AppendMultiResponseH\x00R\vappendMulti\x12(\n" +
+	"\x05error\x18\x04 \x01(\v2\x10.verity.v1.ErrorH\x00R\x05errorB\b\n" +
+	"\x06result\"\xa4\x01\n" +
 	"\x11ReadStreamRequest\x12\x16\n" +
 	"\x06stream\x18\x01 \x01(\tR\x06stream\x122\n" +
 	"\tdirection\x18\x02 \x01(\x0e2\x14.verity.v1.DirectionR\tdirection\x12\x12\n" +
@@ -1903,10 +2114,11 @@ const file_proto_verity_v1_store_proto_rawDesc = "" +
 	"\x13EXPECTED_KIND_EXACT\x10\x03*<\n" +
 	"\tDirection\x12\x16\n" +
 	"\x12DIRECTION_FORWARDS\x10\x00\x12\x17\n" +
-	"\x13DIRECTION_BACKWARDS\x10\x012\xb4\x05\n" +
+	"\x13DIRECTION_BACKWARDS\x10\x012\x8c\x06\n" +
 	"\x05Store\x12=\n" +
 	"\x06Append\x12\x18.verity.v1.AppendRequest\x1a\x19.verity.v1.AppendResponse\x12L\n" +
-	"\vAppendMulti\x12\x1d.verity.v1.AppendMultiRequest\x1a\x1e.verity.v1.AppendMultiResponse\x12E\n" +
+	"\vAppendMulti\x12\x1d.verity.v1.AppendMultiRequest\x1a\x1e.verity.v1.AppendMultiResponse\x12V\n" +
+	"\rAppendSession\x12\x1f.verity.v1.AppendSessionRequest\x1a .verity.v1.AppendSessionResponse(\x010\x01\x12E\n" +
 	"\n" +
 	"ReadStream\x12\x1c.verity.v1.ReadStreamRequest\x1a\x17.verity.v1.ReadResponse0\x01\x12?\n" +
 	"\aReadAll\x12\x19.verity.v1.ReadAllRequest\x1a\x17.verity.v1.ReadResponse0\x01\x12H\n" +
@@ -1929,7 +2141,7 @@ func file_proto_verity_v1_store_proto_rawDescGZIP() []byte {
 }
 
 var file_proto_verity_v1_store_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_proto_verity_v1_store_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_proto_verity_v1_store_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_proto_verity_v1_store_proto_goTypes = []any{
 	(ExpectedKind)(0),                      // 0: verity.v1.ExpectedKind
 	(Direction)(0),                         // 1: verity.v1.Direction
@@ -1941,79 +2153,88 @@ var file_proto_verity_v1_store_proto_goTypes = []any{
 	(*StreamAppend)(nil),                   // 7: verity.v1.StreamAppend
 	(*AppendMultiRequest)(nil),             // 8: verity.v1.AppendMultiRequest
 	(*AppendMultiResponse)(nil),            // 9: verity.v1.AppendMultiResponse
-	(*ReadStreamRequest)(nil),              // 10: verity.v1.ReadStreamRequest
-	(*Filter)(nil),                         // 11: verity.v1.Filter
-	(*ReadAllRequest)(nil),                 // 12: verity.v1.ReadAllRequest
-	(*ReadResponse)(nil),                   // 13: verity.v1.ReadResponse
-	(*SubscribeRequest)(nil),               // 14: verity.v1.SubscribeRequest
-	(*SubscribeResponse)(nil),              // 15: verity.v1.SubscribeResponse
-	(*StreamACL)(nil),                      // 16: verity.v1.StreamACL
-	(*StreamMetadata)(nil),                 // 17: verity.v1.StreamMetadata
-	(*GetStreamMetadataRequest)(nil),       // 18: verity.v1.GetStreamMetadataRequest
-	(*GetStreamMetadataResponse)(nil),      // 19: verity.v1.GetStreamMetadataResponse
-	(*SetStreamMetadataRequest)(nil),       // 20: verity.v1.SetStreamMetadataRequest
-	(*DeleteStreamRequest)(nil),            // 21: verity.v1.DeleteStreamRequest
-	(*DeleteResponse)(nil),                 // 22: verity.v1.DeleteResponse
-	(*StreamState)(nil),                    // 23: verity.v1.StreamState
-	(*Error)(nil),                          // 24: verity.v1.Error
-	(*SubscribeResponse_Confirmation)(nil), // 25: verity.v1.SubscribeResponse.Confirmation
-	(*SubscribeResponse_Position)(nil),     // 26: verity.v1.SubscribeResponse.Position
-	nil,                                    // 27: verity.v1.StreamMetadata.CustomEntry
-	(*timestamppb.Timestamp)(nil),          // 28: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),            // 29: google.protobuf.Duration
+	(*AppendSessionRequest)(nil),           // 10: verity.v1.AppendSessionRequest
+	(*AppendSessionResponse)(nil),          // 11: verity.v1.AppendSessionResponse
+	(*ReadStreamRequest)(nil),              // 12: verity.v1.ReadStreamRequest
+	(*Filter)(nil),                         // 13: verity.v1.Filter
+	(*ReadAllRequest)(nil),                 // 14: verity.v1.ReadAllRequest
+	(*ReadResponse)(nil),                   // 15: verity.v1.ReadResponse
+	(*SubscribeRequest)(nil),               // 16: verity.v1.SubscribeRequest
+	(*SubscribeResponse)(nil),              // 17: verity.v1.SubscribeResponse
+	(*StreamACL)(nil),                      // 18: verity.v1.StreamACL
+	(*StreamMetadata)(nil),                 // 19: verity.v1.StreamMetadata
+	(*GetStreamMetadataRequest)(nil),       // 20: verity.v1.GetStreamMetadataRequest
+	(*GetStreamMetadataResponse)(nil),      // 21: verity.v1.GetStreamMetadataResponse
+	(*SetStreamMetadataRequest)(nil),       // 22: verity.v1.SetStreamMetadataRequest
+	(*DeleteStreamRequest)(nil),            // 23: verity.v1.DeleteStreamRequest
+	(*DeleteResponse)(nil),                 // 24: verity.v1.DeleteResponse
+	(*StreamState)(nil),                    // 25: verity.v1.StreamState
+	(*Error)(nil),                          // 26: verity.v1.Error
+	(*SubscribeResponse_Confirmation)(nil), // 27: verity.v1.SubscribeResponse.Confirmation
+	(*SubscribeResponse_Position)(nil),     // 28: verity.v1.SubscribeResponse.Position
+	nil,                                    // 29: verity.v1.StreamMetadata.CustomEntry
+	(*timestamppb.Timestamp)(nil),          // 30: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),            // 31: google.protobuf.Duration
 }
 var file_proto_verity_v1_store_proto_depIdxs = []int32{
 	0,  // 0: verity.v1.ExpectedRevision.kind:type_name -> verity.v1.ExpectedKind
-	28, // 1: verity.v1.RecordedEvent.created:type_name -> google.protobuf.Timestamp
+	30, // 1: verity.v1.RecordedEvent.created:type_name -> google.protobuf.Timestamp
 	2,  // 2: verity.v1.AppendRequest.expected:type_name -> verity.v1.ExpectedRevision
 	3,  // 3: verity.v1.AppendRequest.events:type_name -> verity.v1.EventData
 	2,  // 4: verity.v1.StreamAppend.expected:type_name -> verity.v1.ExpectedRevision
 	3,  // 5: verity.v1.StreamAppend.events:type_name -> verity.v1.EventData
 	7,  // 6: verity.v1.AppendMultiRequest.appends:type_name -> verity.v1.StreamAppend
 	6,  // 7: verity.v1.AppendMultiResponse.results:type_name -> verity.v1.AppendResponse
-	1,  // 8: verity.v1.ReadStreamRequest.direction:type_name -> verity.v1.Direction
-	1,  // 9: verity.v1.ReadAllRequest.direction:type_name -> verity.v1.Direction
-	28, // 10: verity.v1.ReadAllRequest.from_time:type_name -> google.protobuf.Timestamp
-	11, // 11: verity.v1.ReadAllRequest.filter:type_name -> verity.v1.Filter
-	4,  // 12: verity.v1.ReadResponse.events:type_name -> verity.v1.RecordedEvent
-	28, // 13: verity.v1.SubscribeRequest.from_time:type_name -> google.protobuf.Timestamp
-	11, // 14: verity.v1.SubscribeRequest.filter:type_name -> verity.v1.Filter
-	25, // 15: verity.v1.SubscribeResponse.confirmation:type_name -> verity.v1.SubscribeResponse.Confirmation
-	4,  // 16: verity.v1.SubscribeResponse.event:type_name -> verity.v1.RecordedEvent
-	26, // 17: verity.v1.SubscribeResponse.caught_up:type_name -> verity.v1.SubscribeResponse.Position
-	26, // 18: verity.v1.SubscribeResponse.checkpoint:type_name -> verity.v1.SubscribeResponse.Position
-	29, // 19: verity.v1.StreamMetadata.max_age:type_name -> google.protobuf.Duration
-	16, // 20: verity.v1.StreamMetadata.acl:type_name -> verity.v1.StreamACL
-	27, // 21: verity.v1.StreamMetadata.custom:type_name -> verity.v1.StreamMetadata.CustomEntry
-	17, // 22: verity.v1.GetStreamMetadataResponse.metadata:type_name -> verity.v1.StreamMetadata
-	2,  // 23: verity.v1.SetStreamMetadataRequest.expected:type_name -> verity.v1.ExpectedRevision
-	17, // 24: verity.v1.SetStreamMetadataRequest.metadata:type_name -> verity.v1.StreamMetadata
-	2,  // 25: verity.v1.DeleteStreamRequest.expected:type_name -> verity.v1.ExpectedRevision
-	2,  // 26: verity.v1.Error.expected:type_name -> verity.v1.ExpectedRevision
-	23, // 27: verity.v1.Error.actual:type_name -> verity.v1.StreamState
-	5,  // 28: verity.v1.Store.Append:input_type -> verity.v1.AppendRequest
-	8,  // 29: verity.v1.Store.AppendMulti:input_type -> verity.v1.AppendMultiRequest
-	10, // 30: verity.v1.Store.ReadStream:input_type -> verity.v1.ReadStreamRequest
-	12, // 31: verity.v1.Store.ReadAll:input_type -> verity.v1.ReadAllRequest
-	14, // 32: verity.v1.Store.Subscribe:input_type -> verity.v1.SubscribeRequest
-	18, // 33: verity.v1.Store.GetStreamMetadata:input_type -> verity.v1.GetStreamMetadataRequest
-	20, // 34: verity.v1.Store.SetStreamMetadata:input_type -> verity.v1.SetStreamMetadataRequest
-	21, // 35: verity.v1.Store.DeleteStream:input_type -> verity.v1.DeleteStreamRequest
-	21, // 36: verity.v1.Store.TombstoneStream:input_type -> verity.v1.DeleteStreamRequest
-	6,  // 37: verity.v1.Store.Append:output_type -> verity.v1.AppendResponse
-	9,  // 38: verity.v1.Store.AppendMulti:output_type -> verity.v1.AppendMultiResponse
-	13, // 39: verity.v1.Store.ReadStream:output_type -> verity.v1.ReadResponse
-	13, // 40: verity.v1.Store.ReadAll:output_type -> verity.v1.ReadResponse
-	15, // 41: verity.v1.Store.Subscribe:output_type -> verity.v1.SubscribeResponse
-	19, // 42: verity.v1.Store.GetStreamMetadata:output_type -> verity.v1.GetStreamMetadataResponse
-	6,  // 43: verity.v1.Store.SetStreamMetadata:output_type -> verity.v1.AppendResponse
-	22, // 44: verity.v1.Store.DeleteStream:output_type -> verity.v1.DeleteResponse
-	22, // 45: verity.v1.Store.TombstoneStream:output_type -> verity.v1.DeleteResponse
-	37, // [37:46] is the sub-list for method output_type
-	28, // [28:37] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	5,  // 8: verity.v1.AppendSessionRequest.append:type_name -> verity.v1.AppendRequest
+	8,  // 9: verity.v1.AppendSessionRequest.append_multi:type_name -> verity.v1.AppendMultiRequest
+	6,  // 10: verity.v1.AppendSessionResponse.append:type_name -> verity.v1.AppendResponse
+	9,  // 11: verity.v1.AppendSessionResponse.append_multi:type_name -> verity.v1.AppendMultiResponse
+	26, // 12: verity.v1.AppendSessionResponse.error:type_name -> verity.v1.Error
+	1,  // 13: verity.v1.ReadStreamRequest.direction:type_name -> verity.v1.Direction
+	1,  // 14: verity.v1.ReadAllRequest.direction:type_name -> verity.v1.Direction
+	30, // 15: verity.v1.ReadAllRequest.from_time:type_name -> google.protobuf.Timestamp
+	13, // 16: verity.v1.ReadAllRequest.filter:type_name -> verity.v1.Filter
+	4,  // 17: verity.v1.ReadResponse.events:type_name -> verity.v1.RecordedEvent
+	30, // 18: verity.v1.SubscribeRequest.from_time:type_name -> google.protobuf.Timestamp
+	13, // 19: verity.v1.SubscribeRequest.filter:type_name -> verity.v1.Filter
+	27, // 20: verity.v1.SubscribeResponse.confirmation:type_name -> verity.v1.SubscribeResponse.Confirmation
+	4,  // 21: verity.v1.SubscribeResponse.event:type_name -> verity.v1.RecordedEvent
+	28, // 22: verity.v1.SubscribeResponse.caught_up:type_name -> verity.v1.SubscribeResponse.Position
+	28, // 23: verity.v1.SubscribeResponse.checkpoint:type_name -> verity.v1.SubscribeResponse.Position
+	31, // 24: verity.v1.StreamMetadata.max_age:type_name -> google.protobuf.Duration
+	18, // 25: verity.v1.StreamMetadata.acl:type_name -> verity.v1.StreamACL
+	29, // 26: verity.v1.StreamMetadata.custom:type_name -> verity.v1.StreamMetadata.CustomEntry
+	19, // 27: verity.v1.GetStreamMetadataResponse.metadata:type_name -> verity.v1.StreamMetadata
+	2,  // 28: verity.v1.SetStreamMetadataRequest.expected:type_name -> verity.v1.ExpectedRevision
+	19, // 29: verity.v1.SetStreamMetadataRequest.metadata:type_name -> verity.v1.StreamMetadata
+	2,  // 30: verity.v1.DeleteStreamRequest.expected:type_name -> verity.v1.ExpectedRevision
+	2,  // 31: verity.v1.Error.expected:type_name -> verity.v1.ExpectedRevision
+	25, // 32: verity.v1.Error.actual:type_name -> verity.v1.StreamState
+	5,  // 33: verity.v1.Store.Append:input_type -> verity.v1.AppendRequest
+	8,  // 34: verity.v1.Store.AppendMulti:input_type -> verity.v1.AppendMultiRequest
+	10, // 35: verity.v1.Store.AppendSession:input_type -> verity.v1.AppendSessionRequest
+	12, // 36: verity.v1.Store.ReadStream:input_type -> verity.v1.ReadStreamRequest
+	14, // 37: verity.v1.Store.ReadAll:input_type -> verity.v1.ReadAllRequest
+	16, // 38: verity.v1.Store.Subscribe:input_type -> verity.v1.SubscribeRequest
+	20, // 39: verity.v1.Store.GetStreamMetadata:input_type -> verity.v1.GetStreamMetadataRequest
+	22, // 40: verity.v1.Store.SetStreamMetadata:input_type -> verity.v1.SetStreamMetadataRequest
+	23, // 41: verity.v1.Store.DeleteStream:input_type -> verity.v1.DeleteStreamRequest
+	23, // 42: verity.v1.Store.TombstoneStream:input_type -> verity.v1.DeleteStreamRequest
+	6,  // 43: verity.v1.Store.Append:output_type -> verity.v1.AppendResponse
+	9,  // 44: verity.v1.Store.AppendMulti:output_type -> verity.v1.AppendMultiResponse
+	11, // 45: verity.v1.Store.AppendSession:output_type -> verity.v1.AppendSessionResponse
+	15, // 46: verity.v1.Store.ReadStream:output_type -> verity.v1.ReadResponse
+	15, // 47: verity.v1.Store.ReadAll:output_type -> verity.v1.ReadResponse
+	17, // 48: verity.v1.Store.Subscribe:output_type -> verity.v1.SubscribeResponse
+	21, // 49: verity.v1.Store.GetStreamMetadata:output_type -> verity.v1.GetStreamMetadataResponse
+	6,  // 50: verity.v1.Store.SetStreamMetadata:output_type -> verity.v1.AppendResponse
+	24, // 51: verity.v1.Store.DeleteStream:output_type -> verity.v1.DeleteResponse
+	24, // 52: verity.v1.Store.TombstoneStream:output_type -> verity.v1.DeleteResponse
+	43, // [43:53] is the sub-list for method output_type
+	33, // [33:43] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_proto_verity_v1_store_proto_init() }
@@ -2021,20 +2242,29 @@ func file_proto_verity_v1_store_proto_init() {
 	if File_proto_verity_v1_store_proto != nil {
 		return
 	}
-	file_proto_verity_v1_store_proto_msgTypes[13].OneofWrappers = []any{
+	file_proto_verity_v1_store_proto_msgTypes[8].OneofWrappers = []any{
+		(*AppendSessionRequest_Append)(nil),
+		(*AppendSessionRequest_AppendMulti)(nil),
+	}
+	file_proto_verity_v1_store_proto_msgTypes[9].OneofWrappers = []any{
+		(*AppendSessionResponse_Append)(nil),
+		(*AppendSessionResponse_AppendMulti)(nil),
+		(*AppendSessionResponse_Error)(nil),
+	}
+	file_proto_verity_v1_store_proto_msgTypes[15].OneofWrappers = []any{
 		(*SubscribeResponse_Confirmation_)(nil),
 		(*SubscribeResponse_Event)(nil),
 		(*SubscribeResponse_CaughtUp)(nil),
 		(*SubscribeResponse_Checkpoint)(nil),
 	}
-	file_proto_verity_v1_store_proto_msgTypes[15].OneofWrappers = []any{}
+	file_proto_verity_v1_store_proto_msgTypes[17].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_verity_v1_store_proto_rawDesc), len(file_proto_verity_v1_store_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   26,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

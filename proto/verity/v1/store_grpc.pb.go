@@ -29,6 +29,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	Store_Append_FullMethodName            = "/verity.v1.Store/Append"
 	Store_AppendMulti_FullMethodName       = "/verity.v1.Store/AppendMulti"
+	Store_AppendSession_FullMethodName     = "/verity.v1.Store/AppendSession"
 	Store_ReadStream_FullMethodName        = "/verity.v1.Store/ReadStream"
 	Store_ReadAll_FullMethodName           = "/verity.v1.Store/ReadAll"
 	Store_Subscribe_FullMethodName         = "/verity.v1.Store/Subscribe"
@@ -46,6 +47,28 @@ type StoreClient interface {
 	Append(ctx context.Context, in *AppendRequest, opts ...grpc.CallOption) (*AppendResponse, error)
 	// AppendMulti appends to several streams atomically.
 	AppendMulti(ctx context.Context, in *AppendMultiRequest, opts ...grpc.CallOption) (*AppendMultiResponse, error)
+	// AppendSession carries many appends on one long-lived call, each request answered by
+	// one response with the same id: the result, or the error the unary call would have
+	// returned. It saves the per-call cost (headers, trailers, stream set-up) of a unary
+	// append. The caller is authenticated once, from the call's metadata, and every
+	// request's access is checked as the unary call's is.
+	//
+	// Verity's server handles one session's requests one at a time, in order, and reads the
+	// next request only once it has sent the previous response, so a session holds one
+	// request's memory at most and a client that stops reading responses stops its own
+	// session only; a client wanting concurrency opens several sessions. Clients must still
+	// match responses to requests by id, not by order.
+	//
+	// A session ends with an error status only for what concerns it as a whole: wrong
+	// credentials, a request that does not decode (Internal) or is larger than the server
+	// accepts (ResourceExhausted; neither is answered by id, and gRPC itself ends the call),
+	// or the server shutting down (Unavailable). A request the server had not
+	// answered when the session ended may or may not have been appended: retrying it with
+	// the same event ids is safe, as a repeated append of the same ids writes nothing new.
+	// When the server shuts down it answers the request it is handling, then ends the
+	// session. (Not to be confused with the KurrentDB protocol's AppendSession, a
+	// multi-stream append.)
+	AppendSession(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[AppendSessionRequest, AppendSessionResponse], error)
 	// ReadStream streams one stream's events in batches; the batches together hold at most
 	// limit events. No message means no event.
 	ReadStream(ctx context.Context, in *ReadStreamRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ReadResponse], error)
@@ -88,9 +111,22 @@ func (c *storeClient) AppendMulti(ctx context.Context, in *AppendMultiRequest, o
 	return out, nil
 }
 
+func (c *storeClient) AppendSession(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[AppendSessionRequest, AppendSessionResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Store_ServiceDesc.Streams[0], Store_AppendSession_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[AppendSessionRequest, AppendSessionResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Store_AppendSessionClient = grpc.BidiStreamingClient[AppendSessionRequest, AppendSessionResponse]
+
 func (c *storeClient) ReadStream(ctx context.Context, in *ReadStreamRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ReadResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Store_ServiceDesc.Streams[0], Store_ReadStream_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Store_ServiceDesc.Streams[1], Store_ReadStream_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -109,7 +145,7 @@ type Store_ReadStreamClient = grpc.ServerStreamingClient[ReadResponse]
 
 func (c *storeClient) ReadAll(ctx context.Context, in *ReadAllRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ReadResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Store_ServiceDesc.Streams[1], Store_ReadAll_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Store_ServiceDesc.Streams[2], Store_ReadAll_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -128,7 +164,7 @@ type Store_ReadAllClient = grpc.ServerStreamingClient[ReadResponse]
 
 func (c *storeClient) Subscribe(ctx context.Context, in *SubscribeRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SubscribeResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Store_ServiceDesc.Streams[2], Store_Subscribe_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Store_ServiceDesc.Streams[3], Store_Subscribe_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -193,6 +229,28 @@ type StoreServer interface {
 	Append(context.Context, *AppendRequest) (*AppendResponse, error)
 	// AppendMulti appends to several streams atomically.
 	AppendMulti(context.Context, *AppendMultiRequest) (*AppendMultiResponse, error)
+	// AppendSession carries many appends on one long-lived call, each request answered by
+	// one response with the same id: the result, or the error the unary call would have
+	// returned. It saves the per-call cost (headers, trailers, stream set-up) of a unary
+	// append. The caller is authenticated once, from the call's metadata, and every
+	// request's access is checked as the unary call's is.
+	//
+	// Verity's server handles one session's requests one at a time, in order, and reads the
+	// next request only once it has sent the previous response, so a session holds one
+	// request's memory at most and a client that stops reading responses stops its own
+	// session only; a client wanting concurrency opens several sessions. Clients must still
+	// match responses to requests by id, not by order.
+	//
+	// A session ends with an error status only for what concerns it as a whole: wrong
+	// credentials, a request that does not decode (Internal) or is larger than the server
+	// accepts (ResourceExhausted; neither is answered by id, and gRPC itself ends the call),
+	// or the server shutting down (Unavailable). A request the server had not
+	// answered when the session ended may or may not have been appended: retrying it with
+	// the same event ids is safe, as a repeated append of the same ids writes nothing new.
+	// When the server shuts down it answers the request it is handling, then ends the
+	// session. (Not to be confused with the KurrentDB protocol's AppendSession, a
+	// multi-stream append.)
+	AppendSession(grpc.BidiStreamingServer[AppendSessionRequest, AppendSessionResponse]) error
 	// ReadStream streams one stream's events in batches; the batches together hold at most
 	// limit events. No message means no event.
 	ReadStream(*ReadStreamRequest, grpc.ServerStreamingServer[ReadResponse]) error
@@ -220,6 +278,9 @@ func (UnimplementedStoreServer) Append(context.Context, *AppendRequest) (*Append
 }
 func (UnimplementedStoreServer) AppendMulti(context.Context, *AppendMultiRequest) (*AppendMultiResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method AppendMulti not implemented")
+}
+func (UnimplementedStoreServer) AppendSession(grpc.BidiStreamingServer[AppendSessionRequest, AppendSessionResponse]) error {
+	return status.Errorf(codes.Unimplemented, "method AppendSession not implemented")
 }
 func (UnimplementedStoreServer) ReadStream(*ReadStreamRequest, grpc.ServerStreamingServer[ReadResponse]) error {
 	return status.Errorf(codes.Unimplemented, "method ReadStream not implemented")
@@ -298,6 +359,13 @@ func _Store_AppendMulti_Handler(srv interface{}, ctx context.Context, dec func(i
 	}
 	return interceptor(ctx, in, info, handler)
 }
+
+func _Store_AppendSession_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(StoreServer).AppendSession(&grpc.GenericServerStream[AppendSessionRequest, AppendSessionResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Store_AppendSessionServer = grpc.BidiStreamingServer[AppendSessionRequest, AppendSessionResponse]
 
 func _Store_ReadStream_Handler(srv interface{}, stream grpc.ServerStream) error {
 	m := new(ReadStreamRequest)
@@ -437,6 +505,12 @@ var Store_ServiceDesc = grpc.ServiceDesc{
 		},
 	},
 	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "AppendSession",
+			Handler:       _Store_AppendSession_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
 		{
 			StreamName:    "ReadStream",
 			Handler:       _Store_ReadStream_Handler,
