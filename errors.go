@@ -3,6 +3,7 @@ package verity
 import (
 	"errors"
 	"fmt"
+	"net/http"
 )
 
 // ErrorKind classifies every error Verity returns. Kinds map one-to-one onto gRPC codes and
@@ -50,6 +51,30 @@ func (k ErrorKind) String() string {
 		return kindNames[k]
 	}
 	return kindNames[Internal]
+}
+
+// HTTPStatus is the HTTP status that answers an error of kind k: one per kind, an unknown
+// kind being Internal (500).
+func (k ErrorKind) HTTPStatus() int {
+	switch k {
+	case Invalid:
+		return http.StatusBadRequest
+	case NotFound:
+		return http.StatusNotFound
+	case Conflict:
+		return http.StatusConflict
+	case Deleted:
+		return http.StatusGone
+	case Unauthenticated:
+		return http.StatusUnauthorized
+	case PermissionDenied:
+		return http.StatusForbidden
+	case Unavailable:
+		return http.StatusServiceUnavailable
+	case ResourceExhausted:
+		return http.StatusTooManyRequests
+	}
+	return http.StatusInternalServerError
 }
 
 // ParseErrorKind turns a kind's name back into the kind; unknown names are Internal.

@@ -170,3 +170,17 @@ func TestMetadataMaxAgeOverflowIsRefused(t *testing.T) {
 		t.Fatalf("the largest representable $maxAge: %v, %v", m.MaxAge, err)
 	}
 }
+
+func TestEveryKindHasItsOwnHTTPStatus(t *testing.T) {
+	seen := map[int]verity.ErrorKind{}
+	for k := verity.Internal; k <= verity.ResourceExhausted; k++ {
+		st := k.HTTPStatus()
+		if other, dup := seen[st]; dup {
+			t.Fatalf("kinds %v and %v share HTTP status %d", other, k, st)
+		}
+		seen[st] = k
+	}
+	if got := verity.ErrorKind(200).HTTPStatus(); got != 500 {
+		t.Fatalf("an unknown kind answers %d, want 500", got)
+	}
+}

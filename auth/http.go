@@ -230,28 +230,6 @@ func decode(w http.ResponseWriter, r *http.Request, v any) error {
 	return nil
 }
 
-func statusOf(k verity.ErrorKind) int {
-	switch k {
-	case verity.Invalid:
-		return http.StatusBadRequest
-	case verity.NotFound:
-		return http.StatusNotFound
-	case verity.Conflict:
-		return http.StatusConflict
-	case verity.Deleted:
-		return http.StatusGone
-	case verity.Unauthenticated:
-		return http.StatusUnauthorized
-	case verity.PermissionDenied:
-		return http.StatusForbidden
-	case verity.Unavailable:
-		return http.StatusServiceUnavailable
-	case verity.ResourceExhausted:
-		return http.StatusTooManyRequests
-	}
-	return http.StatusInternalServerError
-}
-
 // writeErr answers with err as JSON. Internal errors are described only as such: their
 // detail goes to the log, not to a caller who can do nothing about it.
 func (h *userAPI) writeErr(w http.ResponseWriter, r *http.Request, err error) {
@@ -272,7 +250,7 @@ func (h *userAPI) writeErr(w http.ResponseWriter, r *http.Request, err error) {
 		Kind    string `json:"kind"`
 		Message string `json:"message"`
 	}
-	writeJSON(w, statusOf(kind), map[string]body{"error": {Kind: kind.String(), Message: msg}})
+	writeJSON(w, kind.HTTPStatus(), map[string]body{"error": {Kind: kind.String(), Message: msg}})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

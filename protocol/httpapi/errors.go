@@ -11,29 +11,9 @@ import (
 	"github.com/verity-dev/verity"
 )
 
-// StatusOf returns the HTTP status that answers an error of kind k. Kinds map one-to-one
-// onto statuses; an unknown kind is Internal.
-func StatusOf(k verity.ErrorKind) int {
-	switch k {
-	case verity.Invalid:
-		return http.StatusBadRequest
-	case verity.NotFound:
-		return http.StatusNotFound
-	case verity.Conflict:
-		return http.StatusConflict
-	case verity.Deleted:
-		return http.StatusGone
-	case verity.Unauthenticated:
-		return http.StatusUnauthorized
-	case verity.PermissionDenied:
-		return http.StatusForbidden
-	case verity.Unavailable:
-		return http.StatusServiceUnavailable
-	case verity.ResourceExhausted:
-		return http.StatusTooManyRequests
-	}
-	return http.StatusInternalServerError
-}
+// StatusOf returns the HTTP status that answers an error of kind k (see
+// verity.ErrorKind.HTTPStatus).
+func StatusOf(k verity.ErrorKind) int { return k.HTTPStatus() }
 
 // errorBody is the JSON of every error response: {"error": {...}}.
 type errorBody struct {
