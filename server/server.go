@@ -36,7 +36,8 @@ var Version = "0.3.0-dev"
 
 // Server is the engine behind the network: the KurrentDB gRPC protocol, Verity's own gRPC
 // service and the HTTP/JSON API on one port, with authentication, access control, TLS,
-// health and metrics. New opens the store; Start listens; Shutdown drains and closes.
+// health and metrics. New opens the store; Start listens; Shutdown drains and closes (cmd/verity runs it until a
+// signal).
 type Server struct {
 	cfg     Config
 	log     *slog.Logger
@@ -345,20 +346,6 @@ func (s *Server) Store() verity.Store { return s.engine }
 
 // Auth is the server's authentication and access service.
 func (s *Server) Auth() *auth.Service { return s.auth }
-
-// Run starts the server and serves until ctx ends, then shuts down gracefully.
-func (s *Server) Run(ctx context.Context) error {
-	if err := s.Start(); err != nil {
-		s.Close()
-		return err
-	}
-	select {
-	case <-ctx.Done():
-	case err := <-s.serveErr:
-		s.serveErr <- err
-	}
-	return s.Shutdown(context.Background())
-}
 
 // Shutdown stops accepting, ends subscriptions (clients resume them elsewhere or later),
 // waits up to Config.ShutdownTimeout (or ctx) for requests in flight, then closes the store,
