@@ -1,0 +1,54 @@
+package persistent
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Config configures a Manager. The zero value of every field means its default.
+type Config struct {
+	// Now is the clock for message timeouts and checkpoint timing; default time.Now.
+	Now func() time.Time
+	// Logger receives the manager's logs; default slog.Default().
+	Logger *slog.Logger
+	// RetryDelay is how long a group waits before it reads its source again after the store
+	// failed it (a subscription ended, a checkpoint could not be read). Default 1 s.
+	RetryDelay time.Duration
+	// MaxPins bounds how many stream (or correlation) pins a Pinned group remembers; pins of
+	// keys with nothing outstanding are forgotten past it. Default 65,536.
+	MaxPins int
+}
+
+// Defaults of Config.
+const (
+	DefaultRetryDelay = time.Second
+	DefaultMaxPins    = 1 << 16
+)
+
+func (c Config) withDefaults() Config {
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.RetryDelay == 0 {
+		c.RetryDelay = DefaultRetryDelay
+	}
+	if c.MaxPins == 0 {
+		c.MaxPins = DefaultMaxPins
+	}
+	return c
+}
+
+// Validate names the first field that is out of range.
+func (c Config) Validate() error {
+	switch {
+	case c.RetryDelay < 0:
+		return fmt.Errorf("persistent config: RetryDelay %v is negative", c.RetryDelay)
+	case c.MaxPins < 0:
+		return fmt.Errorf("persistent config: MaxPins %d is negative", c.MaxPins)
+	}
+	return nil
+}
