@@ -75,11 +75,13 @@ func (o Options) Validate() error {
 type Client struct {
 	conn          *grpc.ClientConn
 	api           verityv1.StoreClient
+	groups        verityv1.GroupsClient
 	authorization string
 
-	mu     sync.Mutex
-	closed bool
-	subs   map[*subscription]struct{}
+	mu        sync.Mutex
+	closed    bool
+	subs      map[*subscription]struct{}
+	consumers map[*consumer]struct{} // group consumers (groups.go)
 
 	// Append sessions (session.go).
 	maxSessions  int
@@ -131,7 +133,10 @@ func Dial(target string, opts Options) (*Client, error) {
 	if err != nil {
 		return nil, verity.Errorf(verity.Invalid, "dial", "target %q: %v", target, err)
 	}
-	c := &Client{conn: conn, api: verityv1.NewStoreClient(conn), subs: map[*subscription]struct{}{}}
+	c := &Client{
+		conn: conn, api: verityv1.NewStoreClient(conn), groups: verityv1.NewGroupsClient(conn),
+		subs: map[*subscription]struct{}{}, consumers: map[*consumer]struct{}{},
+	}
 	switch {
 	case opts.Token != "":
 		c.authorization = "Bearer " + opts.Token
@@ -149,9 +154,9 @@ func Dial(target string, opts Options) (*Client, error) {
 	return c, nil
 }
 
-// Close ends every subscription (their Recv returns Unavailable), closes the connection
-// (calls in flight fail with Unavailable) and waits for the client's goroutines. Every
-// later call is Unavailable. A second Close does nothing.
+// Close ends every subscription and group consumer (their Recv returns Unavailable),
+// closes the connection (calls in flight fail with Unavailable) and waits for the client's
+// goroutines. Every later call is Unavailable. A second Close does nothing.
 func (c *Client) Close() error {
 	c.mu.Lock()
 	if c.closed {
@@ -163,9 +168,16 @@ func (c *Client) Close() error {
 	for s := range c.subs {
 		subs = append(subs, s)
 	}
+	consumers := make([]*consumer, 0, len(c.consumers))
+	for gc := range c.consumers {
+		consumers = append(consumers, gc)
+	}
 	c.mu.Unlock()
 	for _, s := range subs {
 		s.end(verity.Errorf(verity.Unavailable, "subscribe", "the client was closed"))
+	}
+	for _, gc := range consumers {
+		gc.stop(verity.Errorf(verity.Unavailable, "group consumer", "the client was closed"), false)
 	}
 	c.closeSessions()
 	if err := c.conn.Close(); err != nil && status.Code(err) != codes.Canceled {

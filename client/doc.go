@@ -17,4 +17,8 @@
 // share a session, so one caller's cancellation or stall touches no other's append. An
 // append cut off by a broken connection is Unavailable and may or may not have been made;
 // retry it with the same event ids, which the store makes idempotent.
+//
+// A Client is also a verity.Groups (groups.go): consumer groups managed and consumed over
+// the server's verity.v1.Groups service, each consumer one bidirectional call. It passes
+// the Groups conformance suite (package persistent/grouptest) as the embedded Manager does.
 package client

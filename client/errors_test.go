@@ -183,7 +183,8 @@ func (a *errAccess) set(err error) {
 
 // Store returns a store failing with the error set when each call is made, not when the
 // store is taken: an append session takes its store once and keeps it.
-func (a *errAccess) Store(auth.Principal) verity.Store { return liveErrStore{a} }
+func (a *errAccess) Store(auth.Principal) verity.Store   { return liveErrStore{a} }
+func (a *errAccess) Groups(auth.Principal) verity.Groups { return nil }
 
 // liveErrStore is an errStore whose error is its errAccess's at the time of each call.
 type liveErrStore struct{ a *errAccess }

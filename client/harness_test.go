@@ -22,6 +22,8 @@ type adminAccess struct {
 	seen  chan string // when non-nil, receives each call's authorization
 	// deny, when set, is returned by Authenticate.
 	deny error
+	// groups, when set, are the consumer groups of every caller.
+	groups verity.Groups
 }
 
 func (a *adminAccess) Authenticate(ctx context.Context, authorization string) (auth.Principal, error) {
@@ -39,6 +41,8 @@ func (a *adminAccess) Authenticate(ctx context.Context, authorization string) (a
 
 func (a *adminAccess) Store(auth.Principal) verity.Store { return a.store }
 
+func (a *adminAccess) Groups(auth.Principal) verity.Groups { return a.groups }
+
 // served is a client of an engine served by a grpcapi.Service on 127.0.0.1. Closing it
 // closes the client, then the server, then the engine, so that a test counting goroutines
 // after Close sees none of them.
@@ -48,11 +52,16 @@ type served struct {
 	srv    *grpc.Server
 	engine *engine.Engine
 	addr   string
+	// groups, when set, are closed after the server and before the engine.
+	groups interface{ Close() error }
 }
 
 func (s *served) Close() error {
 	err := s.Client.Close()
 	s.srv.Stop()
+	if s.groups != nil {
+		_ = s.groups.Close()
+	}
 	if eerr := s.engine.Close(); err == nil && eerr != nil && !errors.Is(eerr, verity.ErrUnavailable) {
 		err = eerr
 	}
@@ -91,6 +100,9 @@ func serveStore(t testing.TB, e *engine.Engine, dir string, access grpcapi.Acces
 		t.Fatalf("Dial: %v", err)
 	}
 	s := &served{Client: c, dir: dir, srv: srv, engine: e, addr: lis.Addr().String()}
+	if a, ok := access.(*adminAccess); ok && a.groups != nil {
+		s.groups = a.groups.(interface{ Close() error })
+	}
 	t.Cleanup(func() {
 		_ = s.Close()
 		<-serveDone

@@ -32,7 +32,8 @@ func (a *countingAccess) Authenticate(context.Context, string) (auth.Principal, 
 	return auth.Principal{Name: "admin", Roles: []string{auth.RoleAdmins}}, nil
 }
 
-func (a *countingAccess) Store(auth.Principal) verity.Store { return a.store }
+func (a *countingAccess) Store(auth.Principal) verity.Store   { return a.store }
+func (a *countingAccess) Groups(auth.Principal) verity.Groups { return nil }
 
 // gateStore holds the appends to streams starting with "slow-" until released, and counts
 // every append it is asked for.

@@ -9,4 +9,8 @@
 // number of subscriptions. Appends may also come over append sessions (session.go), one
 // long-lived call carrying many appends, each answered in turn, so that a session never
 // holds more than one request.
+//
+// The same Service serves verity.v1.Groups (groups.go) over the consumer groups an Access
+// gives: management calls one for one, and each consumer as one JoinGroup call whose acks
+// and nacks are answered by id once the group has taken them in.
 package grpcapi

@@ -1,7 +1,11 @@
 package grpcapi
 
 import (
+	"context"
 	"testing"
+
+	"github.com/google/uuid"
+	"github.com/verity-dev/verity"
 
 	verityv1 "github.com/verity-dev/verity/proto/verity/v1"
 	"google.golang.org/protobuf/proto"
@@ -12,11 +16,13 @@ import (
 // an append the checks accept must encode and decode to the same events.
 func FuzzDecodeRequest(f *testing.F) {
 	f.Add([]byte{0x0a, 0x07, 'o', 'r', 'd', 'e', 'r', '-', '1'})
+	s := New(nil, Options{})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		reqs := []proto.Message{
 			&verityv1.AppendRequest{}, &verityv1.AppendMultiRequest{}, &verityv1.ReadStreamRequest{},
 			&verityv1.ReadAllRequest{}, &verityv1.SubscribeRequest{}, &verityv1.SetStreamMetadataRequest{},
 			&verityv1.DeleteStreamRequest{}, &verityv1.AppendSessionRequest{},
+			&verityv1.CreateGroupRequest{}, &verityv1.ReplayParkedRequest{}, &verityv1.JoinGroupRequest{},
 		}
 		for _, m := range reqs {
 			if proto.Unmarshal(b, m) != nil {
@@ -72,9 +78,32 @@ func FuzzDecodeRequest(f *testing.F) {
 						_, _ = verityv1.EventsFromProto(a.GetEvents())
 					}
 				}
+			case *verityv1.CreateGroupRequest:
+				_, _ = verityv1.GroupSpecFromProto(r.GetSpec())
+			case *verityv1.JoinGroupRequest:
+				// What JoinGroup does with a request short of the consumer.
+				_ = requestName(r)
+				switch q := r.GetRequest().(type) {
+				case *verityv1.JoinGroupRequest_Ack_, *verityv1.JoinGroupRequest_Nack_:
+					_ = s.ackOrNack(t.Context(), nopConsumer{}, r)
+				case *verityv1.JoinGroupRequest_Join_:
+					_ = q.Join.GetMaxInFlight()
+				}
 			case *verityv1.DeleteStreamRequest:
 				_, _ = verityv1.ExpectedFromProto(r.GetExpected())
 			}
 		}
 	})
 }
+
+// nopConsumer takes every ack and nack, so that the fuzzer reaches the checks before them.
+type nopConsumer struct{}
+
+func (nopConsumer) Recv(context.Context) (verity.GroupMessage, error) {
+	return verity.GroupMessage{}, nil
+}
+func (nopConsumer) Ack(context.Context, ...uuid.UUID) error { return nil }
+func (nopConsumer) Nack(context.Context, verity.NackAction, string, ...uuid.UUID) error {
+	return nil
+}
+func (nopConsumer) Close() error { return nil }

@@ -33,6 +33,9 @@ func (a adminAccess) Authenticate(context.Context, string) (auth.Principal, erro
 }
 func (a adminAccess) Store(auth.Principal) verity.Store { return a.store }
 
+// Groups: the store tests have no consumer groups (groups_test.go has its own access).
+func (a adminAccess) Groups(auth.Principal) verity.Groups { return nil }
+
 // fixture is an engine behind a Service on 127.0.0.1, and a raw gRPC connection to it:
 // no Verity client in between, so the tests send what a foreign or broken client might.
 type fixture struct {
@@ -472,6 +475,3 @@ func TestMissingMessagesMeanTheirZeroValue(t *testing.T) {
 		t.Fatalf("Append of an empty event: %v, want InvalidArgument (no type)", err)
 	}
 }
-
-// The auth service is the Access the server wires in.
-var _ grpcapi.Access = (*auth.Service)(nil)

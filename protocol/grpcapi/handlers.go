@@ -253,7 +253,7 @@ func (s *Service) Subscribe(req *verityv1.SubscribeRequest, stream grpc.ServerSt
 		Stream: req.GetStream(), From: req.GetFrom(), FromEnd: req.GetFromEnd(), FromTime: from,
 		Filter: verityv1.FilterFromProto(req.GetFilter()), CheckpointEvery: int(min(req.GetCheckpointEvery(), 1<<31-1)),
 	}
-	subCtx, release, err := s.acquireSubscription(ctx)
+	subCtx, release, err := s.acquireSubscription(ctx, op)
 	if err != nil {
 		return err
 	}

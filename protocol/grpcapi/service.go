@@ -17,8 +17,8 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// Access decides who a caller is and what they may do. *auth.Service satisfies it. Both
-// methods are called concurrently from every request.
+// Access decides who a caller is and what they may do. Its methods are called
+// concurrently from every request.
 type Access interface {
 	// Authenticate returns the principal of a request from the value of its
 	// "authorization" metadata ("" when there is none). Wrong credentials are
@@ -27,6 +27,9 @@ type Access interface {
 	// Store returns the store p may use: its calls fail with PermissionDenied for what p
 	// may not do.
 	Store(p auth.Principal) verity.Store
+	// Groups returns the consumer groups p may use, as Store does the store; nil when the
+	// server has none (every Groups call is then Unavailable).
+	Groups(p auth.Principal) verity.Groups
 }
 
 // Defaults of Options.
@@ -38,8 +41,8 @@ const (
 
 // Options tune a Service. The zero value means every default.
 type Options struct {
-	// MaxSubscriptionsPerConnection is how many subscriptions one client connection may
-	// hold at once; one more is ResourceExhausted. Default 64.
+	// MaxSubscriptionsPerConnection is how many subscriptions and group consumers one
+	// client connection may hold at once; one more is ResourceExhausted. Default 64.
 	MaxSubscriptionsPerConnection int
 	// ReadPageSize is how many events a read takes from the store at a time, which bounds
 	// what one read holds in memory. Default 512 events.
@@ -80,9 +83,10 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
-// Service implements verity.v1.Store. It is safe for concurrent use.
+// Service implements verity.v1.Store and verity.v1.Groups. It is safe for concurrent use.
 type Service struct {
 	verityv1.UnimplementedStoreServer
+	verityv1.UnimplementedGroupsServer
 	access Access
 	opts   Options
 
@@ -105,11 +109,15 @@ func New(access Access, opts Options) *Service {
 	}
 }
 
-// Register adds the service to gs. Its handlers differ from the generated ones in one
-// thing: a request that does not decode, or that carries fields this server does not
+// Register adds both services to gs. Their handlers differ from the generated ones in
+// one thing: a request that does not decode, or that carries fields this server does not
 // know, is InvalidArgument (gRPC itself says Internal).
 func (s *Service) Register(gs *grpc.Server) {
-	desc := verityv1.Store_ServiceDesc
+	s.register(gs, verityv1.Store_ServiceDesc)
+	s.register(gs, verityv1.Groups_ServiceDesc)
+}
+
+func (s *Service) register(gs *grpc.Server, desc grpc.ServiceDesc) {
 	desc.Methods = append([]grpc.MethodDesc(nil), desc.Methods...)
 	for i := range desc.Methods {
 		h := desc.Methods[i].Handler
@@ -119,8 +127,8 @@ func (s *Service) Register(gs *grpc.Server) {
 	}
 	desc.Streams = append([]grpc.StreamDesc(nil), desc.Streams...)
 	for i := range desc.Streams {
-		if desc.Streams[i].StreamName == "AppendSession" {
-			continue // it checks each request itself, to answer a bad one by its id
+		if name := desc.Streams[i].StreamName; name == "AppendSession" || name == "JoinGroup" {
+			continue // they check each request themselves, to answer a bad one by its id
 		}
 		h := desc.Streams[i].Handler
 		desc.Streams[i].Handler = func(srv any, stream grpc.ServerStream) error {
@@ -130,7 +138,8 @@ func (s *Service) Register(gs *grpc.Server) {
 	gs.RegisterService(&desc, s)
 }
 
-// Shutdown ends every live subscription with Unavailable and refuses new ones, so that a
+// Shutdown ends every live subscription and group consumer with Unavailable and refuses
+// new ones, so that a
 // graceful stop of the grpc.Server does not wait for subscribers that never leave. It ends
 // every append session likewise, each once it has answered the request it is handling (a
 // session whose client stopped reading holds its end until the grpc.Server's hard stop).
@@ -227,6 +236,15 @@ func invalidErr(op, stream string, err error) error {
 
 // store authenticates the caller of ctx and returns the store they may use.
 func (s *Service) store(ctx context.Context) (verity.Store, error) {
+	p, err := s.authenticate(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return s.access.Store(p), nil
+}
+
+// authenticate returns the principal of the caller of ctx.
+func (s *Service) authenticate(ctx context.Context) (auth.Principal, error) {
 	var authz string
 	if md, ok := metadata.FromIncomingContext(ctx); ok {
 		if v := md.Get("authorization"); len(v) > 0 {
@@ -238,9 +256,9 @@ func (s *Service) store(ctx context.Context) (verity.Store, error) {
 		if _, ok := errors.AsType[*verity.Error](err); !ok {
 			err = &verity.Error{Kind: verity.Unauthenticated, Op: "authenticate", Err: err}
 		}
-		return nil, toStatus(err)
+		return auth.Principal{}, toStatus(err)
 	}
-	return s.access.Store(p), nil
+	return p, nil
 }
 
 // connKey names the connection a call came on, for the per-connection subscription limit.
@@ -258,16 +276,16 @@ func connKey(ctx context.Context) string {
 
 // acquireSubscription counts a subscription against its connection's limit and returns
 // the context it runs in (ended by Shutdown) and the function that releases it.
-func (s *Service) acquireSubscription(ctx context.Context) (context.Context, func(), error) {
+func (s *Service) acquireSubscription(ctx context.Context, op string) (context.Context, func(), error) {
 	key := connKey(ctx)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.shutdown {
-		return nil, nil, toStatus(verity.Errorf(verity.Unavailable, "subscribe", "the server is shutting down"))
+		return nil, nil, toStatus(verity.Errorf(verity.Unavailable, op, "the server is shutting down"))
 	}
 	if n := s.subs[key]; n >= s.opts.MaxSubscriptionsPerConnection {
-		return nil, nil, toStatus(verity.Errorf(verity.ResourceExhausted, "subscribe",
-			"this connection already holds %d subscriptions, the most allowed; close one or open another connection", n))
+		return nil, nil, toStatus(verity.Errorf(verity.ResourceExhausted, op,
+			"this connection already holds %d subscriptions and group consumers, the most allowed; close one or open another connection", n))
 	}
 	s.subs[key]++
 	ctx, cancel := context.WithCancel(ctx)

@@ -375,7 +375,7 @@ func describeJSONError(err error) string {
 		}
 		// An event's fields are promoted from an embedded struct whose name is no business
 		// of the client's.
-		field := strings.ReplaceAll(typ.Field, "eventIn.", "")
+		field := strings.NewReplacer("eventIn.", "", "settingsJSON.", "").Replace(typ.Field)
 		return fmt.Sprintf("field %q is a JSON %s; want %s", field, typ.Value, jsonTypeName(typ.Type.String()))
 	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
 		return "the request body ends in the middle of its JSON value"

@@ -149,3 +149,32 @@ func FuzzReadAllQuery(f *testing.F) {
 		}
 	})
 }
+
+func FuzzDecodeGroupSpec(f *testing.F) {
+	f.Add([]byte(`{"strategy":"Pinned","messageTimeoutMs":5000,"filter":{"categories":["order"]}}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		spec, err := decodeGroupSpec("create group", "$all", "g", body)
+		if err != nil {
+			requireInvalid(t, err, body)
+			return
+		}
+		if spec.Stream != "$all" || spec.Group != "g" {
+			t.Fatalf("input %q: the names changed to %q, %q", body, spec.Stream, spec.Group)
+		}
+		if _, err := spec.Filter.Compile(); err != nil {
+			t.Fatalf("input %q: a filter that does not compile was accepted: %v", body, err)
+		}
+		// What the API writes back reads back the same.
+		out, err := json.Marshal(groupBody{settingsJSON: settingsOut(spec.Settings), Filter: filterOut(spec.Filter)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		again, err := decodeGroupSpec("create group", "$all", "g", out)
+		if err != nil {
+			t.Fatalf("input %q: the settings written back as %s do not decode: %v", body, out, err)
+		}
+		if again.Settings != spec.Settings {
+			t.Fatalf("input %q: settings %+v came back as %+v", body, spec.Settings, again.Settings)
+		}
+	})
+}

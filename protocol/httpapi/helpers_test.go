@@ -30,7 +30,8 @@ const (
 // fakeAccess lets anonymous callers and admin in as admins with the raw store, authenticates
 // "nobody" with a store that denies everything, and rejects any other credentials.
 type fakeAccess struct {
-	store *countingStore
+	store  *countingStore
+	groups verity.Groups // nil: the server has no consumer groups
 }
 
 func (a *fakeAccess) Authenticate(_ context.Context, authorization string) (auth.Principal, error) {
@@ -50,6 +51,13 @@ func (a *fakeAccess) Store(p auth.Principal) verity.Store {
 		return a.store
 	}
 	return denyStore{}
+}
+
+func (a *fakeAccess) Groups(p auth.Principal) verity.Groups {
+	if p.IsAdmin() || a.groups == nil {
+		return a.groups
+	}
+	return denyGroups{}
 }
 
 // countingStore is the engine, counting the subscriptions open on it so that tests can see

@@ -14,8 +14,8 @@ import (
 	"github.com/verity-dev/verity/auth"
 )
 
-// Access is what the API needs from the server; *auth.Service satisfies it. Both methods
-// are called concurrently from every request's goroutine.
+// Access is what the API needs from the server. Its methods are called concurrently from
+// every request's goroutine.
 type Access interface {
 	// Authenticate checks the value of the Authorization header ("Basic ...", "Bearer ..."
 	// or "" for an anonymous caller). Wrong credentials: a *verity.Error of kind
@@ -24,6 +24,9 @@ type Access interface {
 	// Store returns the store as p may use it: calls p may not make fail with kind
 	// PermissionDenied (or Unauthenticated for an anonymous caller) and change nothing.
 	Store(p auth.Principal) verity.Store
+	// Groups returns the consumer groups as p may use them, as Store does the store; nil
+	// when the server has none (the /subscriptions routes then answer 503).
+	Groups(p auth.Principal) verity.Groups
 }
 
 // Options tune the API. The zero value of every field means its default.
@@ -115,7 +118,8 @@ func (o Options) withDefaults() Options {
 }
 
 // New returns the HTTP/JSON API as one handler serving the routes of docs/http-api.md
-// (/streams, /streams/{stream}, /streams/{stream}/metadata, /subscribe/{stream}) and a JSON
+// (/streams, /streams/{stream}, /streams/{stream}/metadata, /subscribe/{stream}, and the
+// consumer groups under /subscriptions) and a JSON
 // 404 for any other path, so it can be mounted at "/" beneath more specific routes. It is
 // safe for concurrent use; an event stream it serves ends when the request's context ends.
 // New panics if opts.Validate fails: the server validates its configuration first.
@@ -133,12 +137,23 @@ func New(access Access, opts Options) http.Handler {
 	h.route(mux, "GET /streams/{stream}/metadata", h.getMetadata)
 	h.route(mux, "PUT /streams/{stream}/metadata", h.setMetadata)
 	h.route(mux, "GET /subscribe/{stream}", h.subscribe)
+	h.route(mux, "GET /subscriptions", h.listGroups)
+	h.route(mux, "GET /subscriptions/{stream}", h.listGroups)
+	h.route(mux, "PUT /subscriptions/{stream}/{group}", h.createGroup)
+	h.route(mux, "POST /subscriptions/{stream}/{group}", h.updateGroup)
+	h.route(mux, "GET /subscriptions/{stream}/{group}", h.getGroup)
+	h.route(mux, "DELETE /subscriptions/{stream}/{group}", h.deleteGroup)
+	h.route(mux, "POST /subscriptions/{stream}/{group}/replay-parked", h.replayParked)
 	// ServeMux answers a wrong method with a plain-text 405; these answer in JSON.
 	notAllowed := map[string]string{
-		"/streams":                   "POST",
-		"/streams/{stream}":          "GET, HEAD, POST, DELETE",
-		"/streams/{stream}/metadata": "GET, HEAD, PUT",
-		"/subscribe/{stream}":        "GET, HEAD",
+		"/streams":                                      "POST",
+		"/streams/{stream}":                             "GET, HEAD, POST, DELETE",
+		"/streams/{stream}/metadata":                    "GET, HEAD, PUT",
+		"/subscribe/{stream}":                           "GET, HEAD",
+		"/subscriptions":                                "GET, HEAD",
+		"/subscriptions/{stream}":                       "GET, HEAD",
+		"/subscriptions/{stream}/{group}":               "GET, HEAD, PUT, POST, DELETE",
+		"/subscriptions/{stream}/{group}/replay-parked": "POST",
 	}
 	for pattern, allow := range notAllowed {
 		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
@@ -172,6 +187,7 @@ type apiFunc func(w http.ResponseWriter, r *http.Request, c caller) error
 type caller struct {
 	principal auth.Principal
 	store     verity.Store
+	groups    verity.Groups // nil when the server has none
 }
 
 func (h *handler) route(mux *http.ServeMux, pattern string, fn apiFunc) {
@@ -181,7 +197,7 @@ func (h *handler) route(mux *http.ServeMux, pattern string, fn apiFunc) {
 			h.writeError(w, r, err)
 			return
 		}
-		if err := fn(w, r, caller{principal: p, store: h.access.Store(p)}); err != nil {
+		if err := fn(w, r, caller{principal: p, store: h.access.Store(p), groups: h.access.Groups(p)}); err != nil {
 			h.writeError(w, r, err)
 		}
 	})
