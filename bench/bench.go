@@ -19,12 +19,13 @@ const (
 	WorkloadReadStream = "read-stream"
 	WorkloadE2E        = "e2e"
 	WorkloadScale      = "scale"
+	WorkloadProjection = "projection"
 )
 
 // Workloads lists every workload; DefaultWorkloads those run when none is named (scale is
-// left out: it takes a long time).
+// left out: it takes a long time; projection too: it measures SQL databases, not stores).
 var (
-	Workloads        = []string{WorkloadAppend, WorkloadReplay, WorkloadReadStream, WorkloadE2E, WorkloadScale}
+	Workloads        = []string{WorkloadAppend, WorkloadReplay, WorkloadReadStream, WorkloadE2E, WorkloadScale, WorkloadProjection}
 	DefaultWorkloads = []string{WorkloadAppend, WorkloadReplay, WorkloadReadStream, WorkloadE2E}
 	// ServerWorkloads are those run when the embedded engine is compared with Verity
 	// over the network (`verity bench --target server`).
@@ -78,6 +79,17 @@ type Options struct {
 
 	// E2ERate is the events per second the e2e writer appends. Default 500.
 	E2ERate int
+
+	// ProjectionTargets are the SQL databases the projection workload projects into:
+	// "sqlite", "postgres". Default sqlite, and postgres too when PostgresURL is set. The
+	// Systems are not used by that workload.
+	ProjectionTargets []string
+	// PostgresURL is the PostgreSQL the projection workload uses (each measurement in a
+	// schema of its own, dropped afterwards).
+	PostgresURL string
+	// NaiveEvents is how many events of the log the naive projection applies.
+	// Default DefaultNaiveEvents.
+	NaiveEvents int
 }
 
 // Defaults.
@@ -136,6 +148,15 @@ func (o Options) withDefaults() Options {
 	if o.E2ERate == 0 {
 		o.E2ERate = DefaultE2ERate
 	}
+	if len(o.ProjectionTargets) == 0 {
+		o.ProjectionTargets = []string{TargetSQLite}
+		if o.PostgresURL != "" {
+			o.ProjectionTargets = append(o.ProjectionTargets, TargetPostgres)
+		}
+	}
+	if o.NaiveEvents == 0 {
+		o.NaiveEvents = DefaultNaiveEvents
+	}
 	if len(o.ServerCommand) == 0 {
 		if exe, err := os.Executable(); err == nil {
 			o.ServerCommand = []string{exe, "serve"}
@@ -156,6 +177,17 @@ func (o Options) Validate() error {
 		// scale reopens the store in a child process to read its RSS: a server's RSS is
 		// another measurement.
 		return fmt.Errorf("workload %s measures an embedded store; it cannot run on %s", WorkloadScale, systemServer)
+	}
+	for _, t := range o.ProjectionTargets {
+		if !slices.Contains(ProjectionTargets, t) {
+			return fmt.Errorf("unknown projection target %q (want %s)", t, strings.Join(ProjectionTargets, ", "))
+		}
+		if t == TargetPostgres && o.PostgresURL == "" {
+			return fmt.Errorf("projection target %s needs a PostgreSQL URL", TargetPostgres)
+		}
+	}
+	if o.NaiveEvents < 1 {
+		return fmt.Errorf("naive events %d below 1", o.NaiveEvents)
 	}
 	for _, w := range o.Workloads {
 		if !slices.Contains(Workloads, w) {
@@ -295,6 +327,11 @@ func (r *runner) run(ctx context.Context) {
 					return runE2E(ctx, s, r.opts.E2ERate, r.opts.Duration)
 				})
 			})
+		}
+	}
+	if has(WorkloadProjection) && ctx.Err() == nil {
+		if err := r.runProjections(ctx); err != nil && ctx.Err() == nil {
+			r.fail("projection", "log", err)
 		}
 	}
 	if has(WorkloadScale) {

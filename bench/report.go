@@ -81,6 +81,14 @@ func printTable(w io.Writer, results []Result) error {
 				notes = append(notes, fmt.Sprintf("latency per page of %d", r.PageSize))
 			case WorkloadE2E:
 				notes = append(notes, fmt.Sprintf("ack to receive at %d/s", r.RateEPS))
+			case WorkloadProjection:
+				notes = append(notes, fmt.Sprintf("%d events, latency per transaction", r.Events))
+				// The batched projection against the naive one on the same target.
+				for _, n := range results {
+					if n.Workload == WorkloadProjection && n.System == r.System+naiveSuffix {
+						notes = append(notes, ratio(r, n))
+					}
+				}
 			}
 			switch {
 			case r.System == systemVerity:

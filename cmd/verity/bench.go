@@ -37,6 +37,13 @@ Workloads:
                it, reopen it in a child process and serve random stream reads; reports the
                build rate as events_per_sec, reopen_s, and rss_mb, the child's peak RSS.
                Slow: not run unless named.
+  projection   build a log of --events events, then project it from its start into a SQL
+               view (per stream an upsert of a running total, per category a count) with
+               package projection (batches of 1,000 events per transaction), into each of
+               --projection-targets (sqlite; postgres with --postgres URL); and, as the peer
+               TARGET-naive, with one transaction per event over the first --naive-events
+               events. Only the projecting is timed; latency per transaction. Not run
+               unless named.
 
 Each result is one JSON line (system, workload, writers, batch, events_per_sec, p50_ms,
 p99_ms, and workload-specific fields; for replay, batch is the page size, for read-stream
@@ -52,6 +59,8 @@ Examples:
   verity bench --workload replay --events 1000000 --peers none --json
   verity bench --workload scale --scale-streams 1000000 --scale-events 10000000
   verity bench --target server --workload append --writers 64 --batch 1 --runs 3
+  verity bench --workload projection --runs 3
+  verity bench --workload projection --postgres 'postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable'
 `
 
 // Values of --target.
@@ -92,6 +101,10 @@ func parseBenchArgs(args []string, stdout io.Writer) (bench.Options, error) {
 	e2eRate := fs.Int("e2e-rate", bench.DefaultE2ERate, "`N` events per second the e2e writer appends")
 	target := fs.String("target", targetEmbedded, "`WHAT` to measure: "+targetEmbedded+" (the engine, against the peers) or "+
 		targetServer+" (the engine against verity-server, Verity over gRPC)")
+	projTargets := fs.String("projection-targets", "", "comma-separated `LIST` of databases the projection workload projects into: "+
+		strings.Join(bench.ProjectionTargets, ", ")+" (default sqlite, and postgres with --postgres)")
+	pgURL := fs.String("postgres", "", "PostgreSQL `URL` of the projection workload's postgres target")
+	naiveEvents := fs.Int("naive-events", bench.DefaultNaiveEvents, "`N` events the naive projection (one transaction per event) applies")
 	serverBin := fs.String("server-bin", "", "verity `BINARY` that --target server starts as 'BINARY serve' (default this one)")
 	pos, err := fs.parse(args, stdout)
 	if err != nil {
@@ -112,6 +125,10 @@ func parseBenchArgs(args []string, stdout io.Writer) (bench.Options, error) {
 		ScaleServe:   *scaleServe,
 		E2ERate:      *e2eRate,
 		Systems:      []string{"verity"},
+
+		ProjectionTargets: splitList(*projTargets),
+		PostgresURL:       *pgURL,
+		NaiveEvents:       *naiveEvents,
 	}
 	if opts.Writers, err = splitInts("writers", *writers); err != nil {
 		return bench.Options{}, err
@@ -157,6 +174,8 @@ func parseBenchArgs(args []string, stdout io.Writer) (bench.Options, error) {
 		return bench.Options{}, usagef("bench", "--scale-serve %v: want a positive time", *scaleServe)
 	case *e2eRate <= 0:
 		return bench.Options{}, usagef("bench", "--e2e-rate %d: want a positive number", *e2eRate)
+	case *naiveEvents <= 0:
+		return bench.Options{}, usagef("bench", "--naive-events %d: want a positive number", *naiveEvents)
 	}
 	if err := opts.Validate(); err != nil {
 		return bench.Options{}, usagef("bench", "%v", err)

@@ -25,7 +25,7 @@ func TestBenchHelpExplainsEveryFlag(t *testing.T) {
 	for _, want := range []string{"Usage:", "verity bench", "Examples:", "--workload LIST", "--writers LIST",
 		"--batch LIST", "--duration TIME", "--peers LIST", "--json", "--data DIR", "--events N", "--runs N",
 		"--scale-streams N", "--scale-events N", "read-stream", "e2e", "scale", "--target WHAT", "--server-bin BINARY",
-		"verity-server"} {
+		"verity-server", "projection", "--projection-targets LIST", "--postgres URL", "--naive-events N"} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("help does not mention %q:\n%s", want, stdout.String())
 		}
@@ -65,6 +65,14 @@ func TestBenchParsesFlagsIntoOptions(t *testing.T) {
 				return strings.Join(o.Systems, ",") == "verity,verity-server,ownlog" &&
 					strings.Join(o.Workloads, ",") == "append" && strings.Join(o.ServerCommand, " ") == "/opt/verity serve"
 			}},
+		{"--workload projection projects into sqlite alone by default", []string{"--workload", "projection"}, func(o bench.Options) bool {
+			return strings.Join(o.Workloads, ",") == "projection" && len(o.ProjectionTargets) == 0 && o.PostgresURL == "" &&
+				o.NaiveEvents == bench.DefaultNaiveEvents
+		}},
+		{"--postgres and --projection-targets are read", []string{"--workload", "projection", "--postgres", "postgres://x/y",
+			"--projection-targets", "postgres", "--naive-events", "500"}, func(o bench.Options) bool {
+			return strings.Join(o.ProjectionTargets, ",") == "postgres" && o.PostgresURL == "postgres://x/y" && o.NaiveEvents == 500
+		}},
 		{"--target embedded is the default's behaviour", []string{"--target", "embedded"}, func(o bench.Options) bool {
 			return strings.Join(o.Systems, ",") == "verity,ownlog,nats" && strings.Join(o.Workloads, ",") == "append,replay,read-stream,e2e"
 		}},
@@ -99,6 +107,9 @@ func TestBenchRejectsBadCommandLines(t *testing.T) {
 		{"an argument", []string{"extra"}, "unexpected arguments"},
 		{"an unknown target", []string{"--target", "cloud"}, `--target "cloud": want embedded or server`},
 		{"a server binary without the server target", []string{"--server-bin", "/opt/verity"}, "only used with --target server"},
+		{"an unknown projection target", []string{"--workload", "projection", "--projection-targets", "mysql"}, `unknown projection target "mysql"`},
+		{"postgres without a URL", []string{"--workload", "projection", "--projection-targets", "sqlite,postgres"}, "needs a PostgreSQL URL"},
+		{"a zero naive count", []string{"--naive-events", "0"}, "--naive-events"},
 		{"the scale workload on the server", []string{"--target", "server", "--workload", "scale"}, "cannot run on verity-server"},
 	}
 	for _, tt := range tests {
@@ -156,6 +167,46 @@ func TestBenchPrintsJSONLinesOrATableWithRatios(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(args[len(args)-1]); len(entries) > 0 {
 		t.Errorf("stores left in --data: %v", entries)
+	}
+}
+
+func TestBenchProjectionComparesBatchedWithNaive(t *testing.T) {
+	args := []string{"--workload", "projection", "--events", "3000", "--naive-events", "300", "--data", t.TempDir()}
+	if url := os.Getenv("VERITY_TEST_POSTGRES"); url != "" {
+		args = append(args, "--postgres", url)
+	}
+	var stdout, stderr bytes.Buffer
+	if err := runBench(t.Context(), append(args, "--json"), &stdout, &stderr); err != nil {
+		t.Fatalf("--json: %v (stderr %q)", err, stderr.String())
+	}
+	rows := map[string]bench.Result{}
+	for sc := bufio.NewScanner(&stdout); sc.Scan(); {
+		var r bench.Result
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Fatalf("line %q: %v", sc.Text(), err)
+		}
+		rows[r.System] = r
+	}
+	want := map[string]int64{"sqlite": 3000, "sqlite-naive": 300}
+	if os.Getenv("VERITY_TEST_POSTGRES") != "" {
+		want["postgres"], want["postgres-naive"] = 3000, 300
+	}
+	for sys, events := range want {
+		r, ok := rows[sys]
+		if !ok || r.Workload != "projection" || r.Events != events || r.EventsPerSec <= 0 || r.Ops <= 0 {
+			t.Errorf("%s: %+v, want %d events projected", sys, r, events)
+		}
+	}
+	if len(rows) != len(want) {
+		t.Errorf("systems %v, want %v", rows, want)
+	}
+
+	stdout.Reset()
+	if err := runBench(t.Context(), args, &stdout, &stderr); err != nil {
+		t.Fatalf("table: %v (stderr %q)", err, stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "sqlite/sqlite-naive ") {
+		t.Errorf("table lacks the ratio of batched to naive:\n%s", stdout.String())
 	}
 }
 

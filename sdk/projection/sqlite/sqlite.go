@@ -1,0 +1,249 @@
+// Package sqlite is the default target of projections: a SQLite database file, through the
+// pure-Go modernc.org/sqlite (no C compiler needed). It opens the file in WAL mode, so
+// that readers query the view while a projection writes it, and keeps one connection for
+// writing, with every statement prepared once and reused.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"fmt"
+	"net/url"
+	"sync"
+	"time"
+
+	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
+
+	"github.com/verity-dev/verity"
+	"github.com/verity-dev/verity/sdk/projection"
+)
+
+// Options shape a Target. The zero value of every field means its default.
+type Options struct {
+	// BusyTimeout is how long a statement waits for a lock another connection (another
+	// process) holds. Default 5s.
+	BusyTimeout time.Duration
+	// SyncFull makes every commit wait for the disk (synchronous=FULL). By default
+	// (synchronous=NORMAL, safe in WAL mode) a commit survives the process being killed,
+	// and a power loss may lose the last commits but never corrupts the file nor splits
+	// a batch from its checkpoint: the projection then applies those events again,
+	// still exactly once.
+	SyncFull bool
+	// ReadConns is the most connections DB keeps for readers. Default 4.
+	ReadConns int
+}
+
+// Target is a SQLite database that projections write to. It is safe for concurrent use.
+type Target struct {
+	db *sql.DB
+
+	mu    sync.Mutex // one write transaction at a time, on conn
+	conn  *sql.Conn
+	stmts map[string]*sql.Stmt
+	ready bool // conn set up
+}
+
+var _ projection.Target = (*Target)(nil)
+
+// Open opens (creating it if need be) the database file at path.
+func Open(path string, opts Options) (*Target, error) {
+	if path == "" {
+		return nil, verity.Errorf(verity.Invalid, "sqlite", "empty database path")
+	}
+	if opts.BusyTimeout == 0 {
+		opts.BusyTimeout = 5 * time.Second
+	}
+	if opts.ReadConns == 0 {
+		opts.ReadConns = 4
+	}
+	sync := "NORMAL"
+	if opts.SyncFull {
+		sync = "FULL"
+	}
+	q := url.Values{}
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "synchronous("+sync+")")
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", opts.BusyTimeout.Milliseconds()))
+	q.Add("_pragma", "foreign_keys(ON)")
+	q.Add("_pragma", "cache_size(-65536)") // 64 MiB per connection
+	q.Add("_pragma", "temp_store(MEMORY)")
+	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		return nil, verity.Errorf(verity.Invalid, "sqlite", "open %q: %v", path, err)
+	}
+	db.SetMaxOpenConns(opts.ReadConns + 1)
+	db.SetMaxIdleConns(opts.ReadConns + 1)
+	db.SetConnMaxIdleTime(0)
+	t := &Target{db: db, stmts: map[string]*sql.Stmt{}}
+	if err := db.Ping(); err != nil {
+		db.Close()
+		return nil, &verity.Error{Kind: verity.Unavailable, Op: "sqlite", Message: fmt.Sprintf("open %q", path), Err: err}
+	}
+	return t, nil
+}
+
+// DB is the database, for readers of the views. Leave the writing to projections: a
+// write outside them waits for theirs (BusyTimeout) and may make them wait.
+func (t *Target) DB() *sql.DB { return t.db }
+
+// Close closes the database; no transaction may be open.
+func (t *Target) Close() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, s := range t.stmts {
+		s.Close()
+	}
+	t.stmts = nil
+	if t.conn != nil {
+		t.conn.Close()
+		t.conn = nil
+	}
+	return t.db.Close()
+}
+
+// Query implements projection.Target on a reader connection.
+func (t *Target) Query(ctx context.Context, stmt string, args ...any) (projection.Rows, error) {
+	return t.db.QueryContext(ctx, stmt, args...)
+}
+
+// Begin implements projection.Target: BEGIN IMMEDIATE on the writer connection, which it
+// holds until Commit or Rollback.
+func (t *Target) Begin(ctx context.Context) (projection.TargetTx, error) {
+	t.mu.Lock()
+	if t.stmts == nil {
+		t.mu.Unlock()
+		return nil, verity.Errorf(verity.Unavailable, "sqlite", "target closed")
+	}
+	if t.conn == nil {
+		c, err := t.db.Conn(ctx)
+		if err != nil {
+			t.mu.Unlock()
+			return nil, err
+		}
+		t.conn = c
+	}
+	tx := &tx{t: t}
+	if err := tx.exec(ctx, "BEGIN IMMEDIATE"); err != nil {
+		t.dropConn()
+		t.mu.Unlock()
+		return nil, err
+	}
+	return tx, nil
+}
+
+// dropConn forgets the writer connection after a failure that may have left it in a
+// transaction; the next Begin takes a fresh one.
+func (t *Target) dropConn() {
+	for k, s := range t.stmts {
+		s.Close()
+		delete(t.stmts, k)
+	}
+	if t.conn != nil {
+		_ = t.conn.Raw(func(any) error { return driver.ErrBadConn })
+		t.conn.Close()
+		t.conn = nil
+	}
+}
+
+// stmt returns the prepared statement of s on the writer connection.
+func (t *Target) stmt(ctx context.Context, s string) (*sql.Stmt, error) {
+	if st, ok := t.stmts[s]; ok {
+		return st, nil
+	}
+	st, err := t.conn.PrepareContext(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	t.stmts[s] = st
+	return st, nil
+}
+
+// tx holds t.mu from Begin to Commit or Rollback.
+type tx struct {
+	t    *Target
+	done bool
+}
+
+// noCancel is the context statements run with: the driver watches a cancellable context
+// with a goroutine per statement, which costs more than the statement. A transaction's
+// statements are short; ctx is checked before each.
+var noCancel = context.Background()
+
+func (x *tx) exec(ctx context.Context, s string, args ...any) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	st, err := x.t.stmt(noCancel, s)
+	if err != nil {
+		return err
+	}
+	_, err = st.ExecContext(noCancel, args...)
+	return err
+}
+
+func (x *tx) Exec(ctx context.Context, s string, args ...any) error {
+	if x.done {
+		return verity.Errorf(verity.Invalid, "sqlite", "transaction already ended")
+	}
+	return x.exec(ctx, s, args...)
+}
+
+func (x *tx) Query(ctx context.Context, s string, args ...any) (projection.Rows, error) {
+	if x.done {
+		return nil, verity.Errorf(verity.Invalid, "sqlite", "transaction already ended")
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	st, err := x.t.stmt(noCancel, s)
+	if err != nil {
+		return nil, err
+	}
+	return st.QueryContext(noCancel, args...)
+}
+
+func (x *tx) QueryRow(ctx context.Context, s string, args ...any) projection.Row {
+	if x.done {
+		return errRow{verity.Errorf(verity.Invalid, "sqlite", "transaction already ended")}
+	}
+	if err := ctx.Err(); err != nil {
+		return errRow{err}
+	}
+	st, err := x.t.stmt(noCancel, s)
+	if err != nil {
+		return errRow{err}
+	}
+	return st.QueryRowContext(noCancel, args...)
+}
+
+func (x *tx) Commit(ctx context.Context) error {
+	if x.done {
+		return verity.Errorf(verity.Invalid, "sqlite", "transaction already ended")
+	}
+	x.done = true
+	defer x.t.mu.Unlock()
+	if err := x.exec(noCancel, "COMMIT"); err != nil {
+		// SQLite may or may not have rolled back: start afresh.
+		x.t.dropConn()
+		return err
+	}
+	return nil
+}
+
+func (x *tx) Rollback(ctx context.Context) error {
+	if x.done {
+		return nil
+	}
+	x.done = true
+	defer x.t.mu.Unlock()
+	if err := x.exec(noCancel, "ROLLBACK"); err != nil {
+		x.t.dropConn()
+		return err
+	}
+	return nil
+}
+
+type errRow struct{ err error }
+
+func (r errRow) Scan(...any) error { return r.err }
