@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -238,4 +239,72 @@ func (s *observedSub) Close() error {
 		s.m.subsMu.Unlock()
 	})
 	return s.Subscription.Close()
+}
+
+// groupCollector exposes every persistent subscription's state at scrape time, from
+// ListGroups: gauges of what it holds and counters of what it did, labelled by source and
+// group. The counters restart from zero with the server, as Prometheus counters may.
+type groupCollector struct {
+	groups  verity.Groups
+	timeout time.Duration
+
+	inFlight, waiting, parked, lag, consumers  *prometheus.Desc
+	delivered, acked, nacked, timedOut, status *prometheus.Desc
+}
+
+func newGroupCollector(g verity.Groups) *groupCollector {
+	labels := []string{"stream", "group"}
+	desc := func(name, help string, extra ...string) *prometheus.Desc {
+		return prometheus.NewDesc(name, help, append(labels, extra...), nil)
+	}
+	return &groupCollector{
+		groups:    g,
+		timeout:   5 * time.Second,
+		inFlight:  desc("verity_group_in_flight", "Events delivered to a persistent subscription's consumers and not yet acked or nacked."),
+		waiting:   desc("verity_group_waiting", "Events read for a persistent subscription and waiting for a consumer with room (retries included)."),
+		parked:    desc("verity_group_parked", "Parked events of a persistent subscription, not replayed."),
+		lag:       desc("verity_group_lag", "Events of a persistent subscription's source past its checkpoint."),
+		consumers: desc("verity_group_consumers", "Consumers connected to a persistent subscription."),
+		status:    desc("verity_group_status", "1 for the persistent subscription's current status.", "status"),
+		delivered: desc("verity_group_delivered_total", "Events a persistent subscription delivered (retries included)."),
+		acked:     desc("verity_group_acked_total", "Events a persistent subscription's consumers acked."),
+		nacked:    desc("verity_group_nacked_total", "Events a persistent subscription's consumers nacked."),
+		timedOut:  desc("verity_group_timed_out_total", "Deliveries of a persistent subscription that timed out without an ack."),
+	}
+}
+
+func (c *groupCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.inFlight, c.waiting, c.parked, c.lag, c.consumers,
+		c.status, c.delivered, c.acked, c.nacked, c.timedOut} {
+		ch <- d
+	}
+}
+
+func (c *groupCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	defer cancel()
+	infos, err := c.groups.ListGroups(ctx, "")
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(c.lag, err)
+		return
+	}
+	for _, g := range infos {
+		l := []string{g.Stream, g.Group}
+		gauge := func(d *prometheus.Desc, v float64) {
+			ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, l...)
+		}
+		counter := func(d *prometheus.Desc, v uint64) {
+			ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), l...)
+		}
+		gauge(c.inFlight, float64(g.InFlight))
+		gauge(c.waiting, float64(g.Waiting))
+		gauge(c.parked, float64(g.Parked))
+		gauge(c.lag, float64(g.Lag))
+		gauge(c.consumers, float64(len(g.Consumers)))
+		ch <- prometheus.MustNewConstMetric(c.status, prometheus.GaugeValue, 1, g.Stream, g.Group, string(g.Status))
+		counter(c.delivered, g.Delivered)
+		counter(c.acked, g.Acked)
+		counter(c.nacked, g.Nacked)
+		counter(c.timedOut, g.TimedOut)
+	}
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/verity-dev/verity"
 	"github.com/verity-dev/verity/auth"
 	"github.com/verity-dev/verity/engine"
+	"github.com/verity-dev/verity/persistent"
 	"github.com/verity-dev/verity/protocol/grpcapi"
 	"github.com/verity-dev/verity/protocol/httpapi"
 	"github.com/verity-dev/verity/protocol/kurrentdb"
@@ -43,6 +44,7 @@ type Server struct {
 	log     *slog.Logger
 	engine  *engine.Engine
 	auth    *auth.Service
+	groups  *persistent.Manager // the persistent subscriptions, over the engine itself
 	metrics *metrics
 
 	tls       *tls.Config // nil: plaintext
@@ -110,6 +112,17 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s.auth = a
+
+	// Groups run over the engine itself: they read every source and write their checkpoints
+	// and parked events to system streams; callers are checked by auth.GuardGroups.
+	g, err := persistent.New(e, persistent.Config{Now: cfg.Now, Logger: logger})
+	if err != nil {
+		a.Close()
+		e.Close()
+		return nil, err
+	}
+	s.groups = g
+	s.metrics.reg.MustRegister(newGroupCollector(g))
 
 	s.grpc = grpc.NewServer(
 		grpc.MaxRecvMsgSize(cfg.MaxRequestBytes),
@@ -212,6 +225,11 @@ func (a access) Store(p auth.Principal) verity.Store {
 	return observedStore{Store: a.s.auth.Store(p), m: a.s.metrics}
 }
 
+// Groups returns the persistent subscriptions as p may use them.
+func (a access) Groups(p auth.Principal) verity.Groups {
+	return a.s.auth.GuardGroups(a.s.groups, p)
+}
+
 // route serves HTTP requests, counting them by status.
 func (s *Server) route(mux http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -273,11 +291,16 @@ func (s *Server) recoverCall(method string, err *error) {
 	}
 }
 
-// streamInterceptor counts calls and ends server-streamed calls (reads, subscriptions) when
-// shutdown begins; client-streamed ones (appends) are drained instead.
+// persistentRead is the KurrentDB persistent subscription's Read: bidirectional, but a
+// subscription, so ended at shutdown like the server-streamed reads.
+const persistentRead = "/event_store.client.persistent_subscriptions.PersistentSubscriptions/Read"
+
+// streamInterceptor counts calls and ends server-streamed calls (reads, subscriptions) and
+// persistent subscriptions when shutdown begins: their consumers resume elsewhere or later,
+// their unacknowledged events redelivered. Client-streamed ones (appends) are drained instead.
 func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
 	defer s.recoverCall(info.FullMethod, &err)
-	if info.IsServerStream && !info.IsClientStream {
+	if (info.IsServerStream && !info.IsClientStream) || info.FullMethod == persistentRead {
 		ctx, cancel := context.WithCancel(ss.Context())
 		defer cancel()
 		stop := context.AfterFunc(s.streams, cancel)
@@ -344,6 +367,9 @@ func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 // Store is the server's store as an admin sees it (for wiring and tests).
 func (s *Server) Store() verity.Store { return s.engine }
 
+// Groups is the server's persistent subscriptions as an admin sees them (for wiring and tests).
+func (s *Server) Groups() verity.Groups { return s.groups }
+
 // Auth is the server's authentication and access service.
 func (s *Server) Auth() *auth.Service { return s.auth }
 
@@ -404,6 +430,9 @@ func (s *Server) Close() error {
 		}
 		if s.grpc != nil {
 			s.grpc.Stop()
+		}
+		if s.groups != nil {
+			s.groups.Close() // before the engine: groups flush their checkpoints to it
 		}
 		if s.auth != nil {
 			s.auth.Close()

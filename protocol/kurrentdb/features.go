@@ -20,6 +20,8 @@ type featuresServer struct {
 	s *Service
 }
 
+const persistentService = "event_store.client.persistent_subscriptions.persistentsubscriptions"
+
 // supportedMethods lists what Verity serves, in the lower-case names clients compare.
 var supportedMethods = []*serverfeatures.SupportedMethod{
 	{ServiceName: "event_store.client.streams.streams", MethodName: "read", Features: []string{"position", "events"}},
@@ -27,6 +29,14 @@ var supportedMethods = []*serverfeatures.SupportedMethod{
 	{ServiceName: "event_store.client.streams.streams", MethodName: "delete"},
 	{ServiceName: "event_store.client.streams.streams", MethodName: "tombstone"},
 	{ServiceName: "kurrentdb.protocol.v2.streams.streamsservice", MethodName: "appendsession"},
+	{ServiceName: persistentService, MethodName: "create", Features: []string{"stream", "all"}},
+	{ServiceName: persistentService, MethodName: "update", Features: []string{"stream", "all"}},
+	{ServiceName: persistentService, MethodName: "delete", Features: []string{"stream", "all"}},
+	{ServiceName: persistentService, MethodName: "read", Features: []string{"stream", "all"}},
+	{ServiceName: persistentService, MethodName: "getinfo", Features: []string{"stream", "all"}},
+	{ServiceName: persistentService, MethodName: "replayparked", Features: []string{"stream", "all"}},
+	{ServiceName: persistentService, MethodName: "list", Features: []string{"stream", "all"}},
+	{ServiceName: persistentService, MethodName: "restartsubsystem"},
 	{ServiceName: "event_store.client.gossip.gossip", MethodName: "read"},
 	{ServiceName: "event_store.client.server_features.serverfeatures", MethodName: "getsupportedmethods"},
 }

@@ -3,6 +3,8 @@ package kurrentdb
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"sync"
 	"testing"
@@ -15,6 +17,7 @@ import (
 	"github.com/verity-dev/verity"
 	"github.com/verity-dev/verity/auth"
 	"github.com/verity-dev/verity/engine"
+	"github.com/verity-dev/verity/persistent"
 	"github.com/verity-dev/verity/storetest"
 )
 
@@ -25,6 +28,7 @@ type fakeAccess struct {
 	authErr   error
 	store     verity.Store
 	wrap      func(verity.Store) verity.Store
+	groups    verity.Groups
 
 	mu   sync.Mutex
 	seen []string // authorization values received
@@ -46,6 +50,8 @@ func (a *fakeAccess) Store(auth.Principal) verity.Store {
 	}
 	return a.store
 }
+
+func (a *fakeAccess) Groups(auth.Principal) verity.Groups { return a.groups }
 
 func adminAccess(st verity.Store) *fakeAccess {
 	return &fakeAccess{principal: auth.Principal{Name: "admin", Roles: []string{auth.RoleAdmins}}, store: st}
@@ -83,6 +89,7 @@ func (d deniedStore) SetStreamMetadata(_ context.Context, stream string, _ verit
 // env is one test's server: an engine behind the service on a loopback port.
 type env struct {
 	store  verity.Store
+	groups *persistent.Manager
 	clock  *storetest.FakeClock
 	access *fakeAccess
 	svc    *Service
@@ -105,7 +112,12 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 	if err != nil {
 		t.Fatalf("engine.Open: %v", err)
 	}
-	e := &env{store: st, clock: clock, access: adminAccess(st)}
+	groups, err := persistent.New(st, persistent.Config{Logger: quietLogger()})
+	if err != nil {
+		t.Fatalf("persistent.New: %v", err)
+	}
+	e := &env{store: st, groups: groups, clock: clock, access: adminAccess(st)}
+	e.access.groups = groups
 	o := Options{}
 	for _, f := range opts {
 		f(e, &o)
@@ -129,6 +141,9 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 	t.Cleanup(func() {
 		gs.Stop()
 		<-done
+		if err := groups.Close(); err != nil {
+			t.Errorf("close groups: %v", err)
+		}
 		if err := st.Close(); err != nil {
 			t.Errorf("close engine: %v", err)
 		}
@@ -163,6 +178,8 @@ func (e *env) conn(t testing.TB) *grpc.ClientConn {
 	t.Cleanup(func() { _ = cc.Close() })
 	return cc
 }
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 func testCtx(t testing.TB) context.Context {
 	t.Helper()

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/peer"
 
 	"github.com/kurrent-io/KurrentDB-Client-Go/protos/kurrentdb/protocols/v1/gossip"
+	"github.com/kurrent-io/KurrentDB-Client-Go/protos/kurrentdb/protocols/v1/persistent"
 	"github.com/kurrent-io/KurrentDB-Client-Go/protos/kurrentdb/protocols/v1/serverfeatures"
 	streamsv1 "github.com/kurrent-io/KurrentDB-Client-Go/protos/kurrentdb/protocols/v1/streams"
 	streamsv2 "github.com/kurrent-io/KurrentDB-Client-Go/protos/kurrentdb/protocols/v2/streams/streams"
@@ -21,9 +22,9 @@ import (
 	"github.com/verity-dev/verity/auth"
 )
 
-// Access is what the front end needs from the server: who the caller is and the store as that
-// caller may see it. *auth.Service satisfies it. Both methods are called concurrently from
-// any number of requests.
+// Access is what the front end needs from the server: who the caller is, and the store and
+// the persistent subscriptions as that caller may see them. Its methods are called
+// concurrently from any number of requests.
 type Access interface {
 	// Authenticate checks the value of the request's "authorization" metadata ("Basic ...",
 	// "Bearer ..." or ""). Wrong credentials: a *verity.Error of kind Unauthenticated.
@@ -31,6 +32,9 @@ type Access interface {
 	// Store returns the store as p may use it: calls p may not make fail with kind
 	// PermissionDenied (or Unauthenticated for an anonymous caller) and change nothing.
 	Store(p auth.Principal) verity.Store
+	// Groups returns the persistent subscriptions (consumer groups) as p may use them, with
+	// the same refusals as Store.
+	Groups(p auth.Principal) verity.Groups
 }
 
 // Defaults of Options.
@@ -147,10 +151,11 @@ func New(access Access, opts Options) *Service {
 	}
 }
 
-// Register registers Streams, the v2 StreamsService (AppendSession), ServerFeatures and
-// Gossip on gs. Call it before gs serves.
+// Register registers Streams, the v2 StreamsService (AppendSession), PersistentSubscriptions,
+// ServerFeatures and Gossip on gs. Call it before gs serves.
 func (s *Service) Register(gs grpc.ServiceRegistrar) {
 	streamsv1.RegisterStreamsServer(gs, &streamsServer{s: s})
+	persistent.RegisterPersistentSubscriptionsServer(gs, &persistentServer{s: s})
 	streamsv2.RegisterStreamsServiceServer(gs, &streamsV2Server{s: s})
 	serverfeatures.RegisterServerFeaturesServer(gs, &featuresServer{s: s})
 	gossip.RegisterGossipServer(gs, &gossipServer{s: s})
@@ -158,17 +163,22 @@ func (s *Service) Register(gs grpc.ServiceRegistrar) {
 
 // storeFor authenticates the caller of ctx's request and returns the store as it may use it.
 func (s *Service) storeFor(ctx context.Context) (verity.Store, error) {
+	p, err := s.authenticate(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return s.access.Store(p), nil
+}
+
+// authenticate returns the caller of ctx's request, from its "authorization" metadata.
+func (s *Service) authenticate(ctx context.Context) (auth.Principal, error) {
 	var authorization string
 	if md, ok := metadata.FromIncomingContext(ctx); ok {
 		if v := md.Get("authorization"); len(v) > 0 {
 			authorization = v[0]
 		}
 	}
-	p, err := s.access.Authenticate(ctx, authorization)
-	if err != nil {
-		return nil, err
-	}
-	return s.access.Store(p), nil
+	return s.access.Authenticate(ctx, authorization)
 }
 
 // acquireSubscription counts a live subscription against the caller's connection. The
