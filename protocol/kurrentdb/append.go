@@ -91,6 +91,10 @@ func (x *streamsServer) Append(stream streamsv1.Streams_AppendServer) error {
 	ctx := stream.Context()
 	st, err := x.s.storeFor(ctx)
 	if err != nil {
+		// Take the request before refusing it: the clients send the whole append before
+		// they read the answer, and a send that meets a closed call reports EOF instead of
+		// the refusal. receiveAppend bounds what it reads by the append limits.
+		_, _ = x.s.receiveAppend(stream.Recv)
 		return x.s.rpcError(ctx, op, err)
 	}
 	req, err := x.s.receiveAppend(stream.Recv)
