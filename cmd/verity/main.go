@@ -1,6 +1,6 @@
 // Command verity is Verity's command line: it serves the store (serve, dev), appends to,
-// reads and follows it locally or through a server, verifies and scavenges a data directory,
-// and benchmarks the engine and the server.
+// reads and follows it locally or through a server, manages and consumes consumer groups,
+// verifies and scavenges a data directory, and benchmarks the engine and the server.
 //
 // Each subcommand lives in its own file as a function runX(ctx, args, stdout, stderr); this
 // file only dispatches to it and maps what it returns onto an exit code.
@@ -39,6 +39,7 @@ var commands = []command{
 	{"append", "append events to a stream", runAppend},
 	{"read", "read a stream, or the whole log ($all), optionally filtered", runRead},
 	{"tail", "follow a stream or the log, printing events as they are committed", runTail},
+	{"groups", "manage consumer groups (persistent subscriptions) and consume from them", runGroups},
 	{"verify", "check a data directory's checksums and hash chain", runVerify},
 	{"scavenge", "reclaim the space of deleted and expired events", runScavenge},
 	{"bench", "measure append and read throughput of the engine or the server, against peers", runBench},
@@ -125,7 +126,8 @@ Commands:
 	fmt.Fprint(w, `
 Commands that work on a local data directory take --data DIR (default ./verity-data).
 Only one process may hold a data directory open at a time. append, read and tail also work
-against a running server with --server URL (e.g. http://127.0.0.1:2113 from 'verity dev').
+against a running server with --server URL (e.g. http://127.0.0.1:2113 from 'verity dev'),
+and so does groups, which manages the server's consumer groups.
 
 Run 'verity help COMMAND' or 'verity COMMAND --help' for a command's flags.
 Exit codes: 0 success, 1 the command failed, 2 the command line was wrong.
