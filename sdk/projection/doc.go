@@ -5,7 +5,8 @@
 // not at all, and a restart resumes after the last committed checkpoint.
 //
 // A Projection names its tables and their DDL, and a HandlerFunc that applies one event
-// through a Tx (Exec, Query, QueryRow). A Projector follows a verity.Store (the whole log
+// through a Tx (Exec, Query, QueryRow), or a BatchHandlerFunc that applies a whole batch
+// (and can so write a row that many events change once per batch). A Projector follows a verity.Store (the whole log
 // through a verity.Filter, or one stream), catching up and then staying live, many events
 // per transaction. Rebuild replays the log into a new generation of the tables and swaps
 // it in atomically. Status reports the checkpoint, the lag and the last error.

@@ -15,6 +15,15 @@ import (
 // An error rolls the batch back and stops the projection (see Projector.Run).
 type HandlerFunc func(ctx context.Context, tx Tx, e verity.RecordedEvent) error
 
+// BatchHandlerFunc applies a batch of events, in log order, to the view through tx: the
+// alternative to a HandlerFunc for a handler that gains from seeing the batch, e.g. to
+// add up a batch's changes to a row (a total per day, a count per category) and write the
+// row once instead of once per event. It runs in the transaction that also records the
+// checkpoint and must make all its effects through tx; events (never empty) is valid only
+// during the call. An error rolls the batch back and stops the projection, reported
+// against the batch (see Projector.Run).
+type BatchHandlerFunc func(ctx context.Context, tx Tx, events []verity.RecordedEvent) error
+
 // Tx is a handler's window on the view: one SQL transaction. Statements use $1, $2, ...
 // for arguments on every target, and {table} for each table the projection declares:
 // {balances} becomes the name of the generation being written (balances itself, or a
@@ -55,8 +64,10 @@ type Projection struct {
 	// Tables are the tables the projection writes and owns. Rebuild builds a new
 	// generation of all of them and swaps it in.
 	Tables []Table
-	// Handle applies one event. Required.
+	// Handle applies one event. Exactly one of Handle and HandleBatch is required.
 	Handle HandlerFunc
+	// HandleBatch applies a batch of events (up to Config.BatchSize).
+	HandleBatch BatchHandlerFunc
 }
 
 // Table is one table of a projection.
@@ -80,7 +91,9 @@ type Config struct {
 	// Filter selects the log's events to project (with Stream empty); the zero Filter
 	// selects every event. The checkpoint also moves past events the filter leaves out.
 	Filter verity.Filter
-	// BatchSize is the most events applied in one transaction. Default 1,000.
+	// BatchSize is the most events applied in one transaction. Default 1,000, or, for a
+	// per-event Handle, the target's choice if it has one (see BatchSizer: 250 on
+	// PostgreSQL).
 	BatchSize int
 	// MaxWait is the longest a batch waits for more events, counted from its first
 	// event, before it commits with fewer than BatchSize. Default 10ms. A batch also
@@ -138,8 +151,8 @@ func (p Projection) Validate() error {
 	if !nameRE.MatchString(p.Name) {
 		return verity.Errorf(verity.Invalid, op, "name %q: want 1 to 48 of a-z, 0-9 and _, starting with a letter", p.Name)
 	}
-	if p.Handle == nil {
-		return verity.Errorf(verity.Invalid, op, "projection %q has no handler", p.Name)
+	if (p.Handle == nil) == (p.HandleBatch == nil) {
+		return verity.Errorf(verity.Invalid, op, "projection %q: want exactly one of Handle and HandleBatch", p.Name)
 	}
 	seen := map[string]bool{}
 	for _, t := range p.Tables {

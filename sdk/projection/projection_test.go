@@ -463,6 +463,7 @@ func TestBadProjectionsAndConfigsAreInvalid(t *testing.T) {
 		{"a name with a capital", func(p *projection.Projection) { p.Name = "Ledger" }, projection.Config{}},
 		{"an empty name", func(p *projection.Projection) { p.Name = "" }, projection.Config{}},
 		{"no handler", func(p *projection.Projection) { p.Handle = nil }, projection.Config{}},
+		{"two handlers", func(p *projection.Projection) { p.HandleBatch = ledgerBatch }, projection.Config{}},
 		{"a table name with __", func(p *projection.Projection) { p.Tables[0].Name = "a__b" }, projection.Config{}},
 		{"a table declared twice", func(p *projection.Projection) { p.Tables[1].Name = p.Tables[0].Name }, projection.Config{}},
 		{"the checkpoint table", func(p *projection.Projection) { p.Tables[0].Name = "verity_projections" }, projection.Config{}},

@@ -90,6 +90,9 @@ func New(store verity.Store, target Target, p Projection, cfg Config) (*Projecto
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if bs, ok := target.(BatchSizer); ok && cfg.BatchSize == 0 && p.Handle != nil {
+		cfg.BatchSize = min(max(bs.DefaultBatchSize(), 1), MaxBatchSize)
+	}
 	return &Projector{store: store, target: target, proj: p, cfg: cfg.withDefaults()}, nil
 }
 
@@ -214,7 +217,7 @@ func contextError(err error) error {
 type handlerTx struct {
 	tx    TargetTx
 	v     *view
-	cur   int   // index in the batch of the event being handled; -1 for the projector's own
+	cur   int   // index in the batch of the event being handled; -1 for the projector's own, batchStatements for HandleBatch's
 	stmts []int // Exec number -> cur at the time
 }
 
@@ -238,7 +241,11 @@ func (h *handlerTx) QueryRow(ctx context.Context, stmt string, args ...any) Row 
 	return h.tx.QueryRow(ctx, h.sql(stmt), args...)
 }
 
-// eventOf returns the batch index of the event whose statement failed with err, or -1.
+// batchStatements is handlerTx.cur while HandleBatch runs.
+const batchStatements = -2
+
+// eventOf returns the batch index of the event whose statement failed with err,
+// batchStatements for one of HandleBatch's, or -1.
 func (h *handlerTx) eventOf(err error) int {
 	var se *StatementError
 	if errors.As(err, &se) && se.Statement >= 0 && se.Statement < len(h.stmts) {
@@ -256,23 +263,54 @@ func (p *Projector) apply(ctx context.Context, v *view, batch []verity.RecordedE
 		return p.wrap("begin", err)
 	}
 	tx := &handlerTx{tx: ttx, v: v}
-	fail := func(err error) error {
+	// statementError reports a pipelined statement's error against the event, or the
+	// batch, whose handler made the statement.
+	statementError := func(err error) error {
+		switch i := tx.eventOf(err); {
+		case i >= 0:
+			return p.eventError(batch[i], err)
+		case i == batchStatements:
+			return p.batchError(batch, err)
+		}
+		return nil
+	}
+	rollback := func(err error) error {
 		_ = ttx.Rollback(context.WithoutCancel(ctx))
 		if ctxErr := contextError(err); ctxErr != nil && ctx.Err() != nil {
 			return ctxErr
 		}
-		if i := tx.eventOf(err); i >= 0 {
-			return p.eventError(batch[i], err)
+		return nil
+	}
+	fail := func(err error) error {
+		if ctxErr := rollback(err); ctxErr != nil {
+			return ctxErr
+		}
+		if serr := statementError(err); serr != nil {
+			return serr
 		}
 		return err
 	}
-	for i := range batch {
-		tx.cur = i
-		if err := p.proj.Handle(ctx, tx, batch[i]); err != nil {
-			return fail(p.eventError(batch[i], err))
+	if p.proj.HandleBatch != nil {
+		tx.cur = batchStatements
+		if len(batch) > 0 {
+			if err := p.proj.HandleBatch(ctx, tx, batch); err != nil {
+				// Whatever failed, statement or not, was the batch's.
+				if ctxErr := rollback(err); ctxErr != nil {
+					return ctxErr
+				}
+				return p.batchError(batch, err)
+			}
 		}
+		tx.cur = -1
+	} else {
+		for i := range batch {
+			tx.cur = i
+			if err := p.proj.Handle(ctx, tx, batch[i]); err != nil {
+				return fail(p.eventError(batch[i], err))
+			}
+		}
+		tx.cur = -1
 	}
-	tx.cur = -1
 	var got int64
 	err = tx.QueryRow(ctx, `UPDATE verity_projections SET position = $1, revision = $2
 		WHERE name = $3 AND position = $4 AND revision = $5 AND generation = $6 RETURNING position`,
@@ -290,8 +328,8 @@ func (p *Projector) apply(ctx context.Context, v *view, batch []verity.RecordedE
 		}
 	}
 	if err := ttx.Commit(ctx); err != nil {
-		if i := tx.eventOf(err); i >= 0 {
-			return p.eventError(batch[i], err)
+		if serr := statementError(err); serr != nil {
+			return serr
 		}
 		if ctxErr := contextError(err); ctxErr != nil && ctx.Err() != nil {
 			return ctxErr
@@ -317,12 +355,29 @@ func (p *Projector) eventError(e verity.RecordedEvent, cause error) error {
 		Message: fmt.Sprintf("projection %q: event %s of type %q at position %d, revision %d", p.proj.Name, e.ID, e.Type, e.Position, e.Revision)}
 }
 
+// batchError reports a failure of HandleBatch on batch (or of a statement it made): its
+// kind is the cause's (Internal when the cause is no *verity.Error).
+func (p *Projector) batchError(batch []verity.RecordedEvent, cause error) error {
+	var ve *verity.Error
+	if errors.As(cause, &ve) && ve.Op == op && ve.Stream != "" {
+		return cause // already reported against one of its events
+	}
+	kind := verity.Internal
+	if ve != nil {
+		kind = ve.Kind
+	}
+	first, last := batch[0], batch[len(batch)-1]
+	return &verity.Error{Kind: kind, Op: op, Err: cause,
+		Message: fmt.Sprintf("projection %q: batch of %d events at positions %d to %d", p.proj.Name, len(batch), first.Position, last.Position)}
+}
+
 // Run follows the source from the projection's checkpoint: it catches up with the log and
 // then applies new events as they are committed, at most BatchSize per transaction, until
 // ctx ends (it then returns ctx's error) or something fails. A handler's error rolls its
 // batch back and stops the projection: Run returns a *verity.Error naming the event
 // (stream, id, type, position, revision) whose kind is the handler error's (Internal if it
-// is no *verity.Error); Status reports it until a later Run commits. Nothing of the failed
+// is no *verity.Error), or, with HandleBatch, naming the batch (its size and its first
+// and last positions); Status reports it until a later Run commits. Nothing of the failed
 // batch is applied, so running again after a fix resumes exactly there. Run fails with
 // Conflict if this Projector already runs.
 func (p *Projector) Run(ctx context.Context) error {

@@ -17,6 +17,12 @@ type Target interface {
 	Query(ctx context.Context, sql string, args ...any) (Rows, error)
 }
 
+// BatchSizer is optionally implemented by a Target whose best batch size for a per-event
+// Handle differs from DefaultBatchSize; a Projector uses it when Config.BatchSize is 0.
+type BatchSizer interface {
+	DefaultBatchSize() int
+}
+
 // TargetTx is a transaction of a Target.
 type TargetTx interface {
 	Tx

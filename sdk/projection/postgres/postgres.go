@@ -1,7 +1,10 @@
 // Package postgres is the PostgreSQL target of projections, through pgx. A batch's
 // statements are pipelined: Exec queues a statement, and the queue goes to the server in
 // one round trip when the handler queries, or when the batch commits. Statements are
-// prepared once per connection and reused (pgx's statement cache).
+// prepared once per connection and reused (pgx's statement cache). Projection
+// transactions commit without waiting for the WAL flush (Options.SyncCommit), since the
+// view can be derived again from the log, and per-event handlers get batches of 250
+// (DefaultBatchSize).
 package postgres
 
 import (
@@ -24,13 +27,22 @@ type Options struct {
 	Schema string
 	// MaxConns is the most connections of the pool. Default 4.
 	MaxConns int32
+	// SyncCommit makes each projection transaction wait for its WAL to reach the disk
+	// (the server's synchronous_commit). By default a transaction sets
+	// synchronous_commit = off for itself: the commit returns before the flush, and a
+	// crash of PostgreSQL (not of this process) may lose the last few hundred
+	// milliseconds of commits, view and checkpoint together, never one without the
+	// other. The view is derived from the log, so the projection then applies those
+	// events again, still exactly once. Other work on the server keeps its setting.
+	SyncCommit bool
 }
 
 // Target is a PostgreSQL database that projections write to. It is safe for concurrent
 // use; each transaction holds a connection of the pool.
 type Target struct {
-	pool  *pgxpool.Pool
-	owned bool
+	pool       *pgxpool.Pool
+	owned      bool
+	syncCommit bool
 }
 
 var _ projection.Target = (*Target)(nil)
@@ -64,11 +76,13 @@ func Open(ctx context.Context, url string, opts Options) (*Target, error) {
 		pool.Close()
 		return nil, &verity.Error{Kind: verity.Unavailable, Op: "postgres", Message: "connect", Err: err}
 	}
-	return &Target{pool: pool, owned: true}, nil
+	return &Target{pool: pool, owned: true, syncCommit: opts.SyncCommit}, nil
 }
 
-// New uses a pool the caller owns (and closes).
-func New(pool *pgxpool.Pool) *Target { return &Target{pool: pool} }
+// New uses a pool the caller owns (and closes). Of opts, only SyncCommit applies.
+func New(pool *pgxpool.Pool, opts Options) *Target {
+	return &Target{pool: pool, syncCommit: opts.SyncCommit}
+}
 
 func validSchema(s string) bool {
 	if len(s) == 0 || len(s) > 63 || s[0] < 'a' || s[0] > 'z' {
@@ -102,20 +116,38 @@ func (t *Target) Query(ctx context.Context, sql string, args ...any) (projection
 	return pgRows{rows}, nil
 }
 
+var _ projection.BatchSizer = (*Target)(nil)
+
+// DefaultBatchSize implements projection.BatchSizer: 250 events per transaction for a
+// per-event handler. Each update of a row adds a version of it that the transaction's next
+// update of the row walks past, until the page is full; a row updated by most events (a
+// count per category, a total per day) makes a batch cost more per event the larger it is.
+// Measured with such a row: 250 per batch used about a quarter less PostgreSQL CPU per
+// event than 1,000, and 4,000 twice as much. A batch handler writes such a row once per
+// batch and keeps the 1,000.
+func (t *Target) DefaultBatchSize() int { return 250 }
+
 // Begin implements projection.Target.
 func (t *Target) Begin(ctx context.Context) (projection.TargetTx, error) {
 	ptx, err := t.pool.Begin(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return &tx{tx: ptx}, nil
+	x := &tx{tx: ptx}
+	if !t.syncCommit {
+		// Queued, not sent: it reaches the server with the batch's first statements.
+		x.batch.Queue("SET LOCAL synchronous_commit = off")
+		x.pre, x.pending = 1, true
+	}
+	return x, nil
 }
 
 // tx queues Exec's statements in a pgx.Batch and sends them when a result is needed.
 type tx struct {
 	tx      pgx.Tx
 	batch   pgx.Batch
-	first   int // Exec number of the batch's first statement
+	first   int // Exec number of the batch's first Exec statement
+	pre     int // statements of the target's own before it in the batch
 	execs   int // Exec calls so far
 	pending bool
 	done    bool
@@ -142,7 +174,9 @@ func (x *tx) flush(ctx context.Context) error {
 	var err error
 	for i := range n {
 		if _, err = br.Exec(); err != nil {
-			err = &projection.StatementError{Statement: x.first + i, Err: err}
+			if i >= x.pre {
+				err = &projection.StatementError{Statement: x.first + i - x.pre, Err: err}
+			}
 			break
 		}
 	}
@@ -150,7 +184,7 @@ func (x *tx) flush(ctx context.Context) error {
 		err = cerr
 	}
 	x.batch = pgx.Batch{}
-	x.first, x.pending = x.execs, false
+	x.first, x.pre, x.pending = x.execs, 0, false
 	return err
 }
 

@@ -1,7 +1,8 @@
 // Package sqlite is the default target of projections: a SQLite database file, through the
 // pure-Go modernc.org/sqlite (no C compiler needed). It opens the file in WAL mode, so
 // that readers query the view while a projection writes it, and keeps one connection for
-// writing, with every statement prepared once and reused.
+// writing, with every statement prepared once and reused; a handler's Exec goes to the
+// driver's prepared statement directly, past database/sql.
 package sqlite
 
 import (
@@ -41,7 +42,12 @@ type Target struct {
 	mu    sync.Mutex // one write transaction at a time, on conn
 	conn  *sql.Conn
 	stmts map[string]*sql.Stmt
-	ready bool // conn set up
+	// raw holds Exec's statements prepared on conn's driver connection: Exec calls the
+	// driver directly, past database/sql's per-call locking, argument checks and result
+	// allocation, when its arguments are of the plain types the driver binds as they are
+	// (see driverArgs); the profile showed that layer at a tenth of a projection's time.
+	raw  map[string]driver.StmtExecContext
+	args []driver.NamedValue // Exec's arguments, reused
 }
 
 var _ projection.Target = (*Target)(nil)
@@ -75,7 +81,7 @@ func Open(path string, opts Options) (*Target, error) {
 	db.SetMaxOpenConns(opts.ReadConns + 1)
 	db.SetMaxIdleConns(opts.ReadConns + 1)
 	db.SetConnMaxIdleTime(0)
-	t := &Target{db: db, stmts: map[string]*sql.Stmt{}}
+	t := &Target{db: db, stmts: map[string]*sql.Stmt{}, raw: map[string]driver.StmtExecContext{}}
 	if err := db.Ping(); err != nil {
 		db.Close()
 		return nil, &verity.Error{Kind: verity.Unavailable, Op: "sqlite", Message: fmt.Sprintf("open %q", path), Err: err}
@@ -96,6 +102,7 @@ func (t *Target) Close() error {
 	}
 	t.stmts = nil
 	if t.conn != nil {
+		t.closeRaw()
 		t.conn.Close()
 		t.conn = nil
 	}
@@ -140,10 +147,81 @@ func (t *Target) dropConn() {
 		delete(t.stmts, k)
 	}
 	if t.conn != nil {
+		t.closeRaw()
 		_ = t.conn.Raw(func(any) error { return driver.ErrBadConn })
 		t.conn.Close()
 		t.conn = nil
 	}
+}
+
+// closeRaw closes the driver statements of Exec's fast path; the driver connection is
+// only touched inside conn.Raw.
+func (t *Target) closeRaw() {
+	if len(t.raw) == 0 {
+		return
+	}
+	_ = t.conn.Raw(func(any) error {
+		for k, s := range t.raw {
+			s.(driver.Stmt).Close()
+			delete(t.raw, k)
+		}
+		return nil
+	})
+}
+
+// driverArgs converts args to t.args as database/sql would for this driver (which has no
+// argument checker of its own: driver.DefaultParameterConverter), for the plain types
+// only; false sends Exec through database/sql.
+func (t *Target) driverArgs(args []any) bool {
+	nv := t.args[:0]
+	for i, a := range args {
+		var v driver.Value
+		switch a := a.(type) {
+		case nil:
+		case int64:
+			v = a
+		case int:
+			v = int64(a)
+		case int32:
+			v = int64(a)
+		case string:
+			v = a
+		case []byte:
+			v = a
+		case float64:
+			v = a
+		case bool:
+			v = a
+		case time.Time:
+			v = a
+		default:
+			return false
+		}
+		nv = append(nv, driver.NamedValue{Ordinal: i + 1, Value: v})
+	}
+	t.args = nv
+	return true
+}
+
+// execRaw runs s on the driver connection, preparing it the first time.
+func (t *Target) execRaw(s string) error {
+	return t.conn.Raw(func(dc any) error {
+		st, ok := t.raw[s]
+		if !ok {
+			ds, err := dc.(driver.ConnPrepareContext).PrepareContext(noCancel, s)
+			if err != nil {
+				return err
+			}
+			if st, ok = ds.(driver.StmtExecContext); !ok {
+				ds.Close()
+				return fmt.Errorf("sqlite: driver statement %T has no ExecContext", ds)
+			}
+			t.raw[s] = st
+		}
+		_, err := st.ExecContext(noCancel, t.args)
+		clear(t.args) // let go of the arguments' memory
+		return err
+	})
 }
 
 // stmt returns the prepared statement of s on the writer connection.
@@ -185,6 +263,12 @@ func (x *tx) exec(ctx context.Context, s string, args ...any) error {
 func (x *tx) Exec(ctx context.Context, s string, args ...any) error {
 	if x.done {
 		return verity.Errorf(verity.Invalid, "sqlite", "transaction already ended")
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if x.t.driverArgs(args) {
+		return x.t.execRaw(s)
 	}
 	return x.exec(ctx, s, args...)
 }
