@@ -20,12 +20,14 @@ const (
 	WorkloadE2E        = "e2e"
 	WorkloadScale      = "scale"
 	WorkloadProjection = "projection"
+	WorkloadGroups     = "groups"
 )
 
 // Workloads lists every workload; DefaultWorkloads those run when none is named (scale is
-// left out: it takes a long time; projection too: it measures SQL databases, not stores).
+// left out: it takes a long time; projection too: it measures SQL databases, not stores;
+// groups too: it measures consumer groups, which ownlog has not).
 var (
-	Workloads        = []string{WorkloadAppend, WorkloadReplay, WorkloadReadStream, WorkloadE2E, WorkloadScale, WorkloadProjection}
+	Workloads        = []string{WorkloadAppend, WorkloadReplay, WorkloadReadStream, WorkloadE2E, WorkloadScale, WorkloadProjection, WorkloadGroups}
 	DefaultWorkloads = []string{WorkloadAppend, WorkloadReplay, WorkloadReadStream, WorkloadE2E}
 	// ServerWorkloads are those run when the embedded engine is compared with Verity
 	// over the network (`verity bench --target server`).
@@ -90,6 +92,11 @@ type Options struct {
 	// NaiveEvents is how many events of the log the naive projection applies.
 	// Default DefaultNaiveEvents.
 	NaiveEvents int
+
+	// GroupEvents is how many events the groups workload writes before it measures, in
+	// streams of 100 events; a multiple of 100. Default DefaultGroupEvents, or Events
+	// when that is fewer.
+	GroupEvents int
 }
 
 // Defaults.
@@ -157,6 +164,9 @@ func (o Options) withDefaults() Options {
 	if o.NaiveEvents == 0 {
 		o.NaiveEvents = DefaultNaiveEvents
 	}
+	if o.GroupEvents == 0 {
+		o.GroupEvents = min(DefaultGroupEvents, o.Events)
+	}
 	if len(o.ServerCommand) == 0 {
 		if exe, err := os.Executable(); err == nil {
 			o.ServerCommand = []string{exe, "serve"}
@@ -219,6 +229,8 @@ func (o Options) Validate() error {
 		return fmt.Errorf("scale serve time %v is negative", o.ScaleServe)
 	case o.E2ERate < 1 || o.E2ERate > 100_000:
 		return fmt.Errorf("e2e rate %d out of range [1, 100000]", o.E2ERate)
+	case o.GroupEvents < groupPerStream || o.GroupEvents%groupPerStream != 0:
+		return fmt.Errorf("group events %d is not a positive multiple of %d", o.GroupEvents, groupPerStream)
 	}
 	return nil
 }
@@ -238,13 +250,16 @@ type Result struct {
 	// Ops is how many operations the latencies are of: appends, pages, stream reads, events.
 	Ops int64 `json:"ops"`
 	// Workload-specific.
-	Streams  int     `json:"streams,omitempty"`  // append, read-stream, scale
+	Streams  int     `json:"streams,omitempty"`  // append, read-stream, scale, groups
 	RateEPS  int     `json:"rate,omitempty"`     // e2e: the writer's pace, events/s
 	PageSize int     `json:"page,omitempty"`     // replay: events per page
 	BuildS   float64 `json:"build_s,omitempty"`  // scale: time to write the store
 	ReopenS  float64 `json:"reopen_s,omitempty"` // scale: time to reopen it
 	RSSMB    float64 `json:"rss_mb,omitempty"`   // scale: peak RSS of the reopened store serving reads
-	Runs     int     `json:"runs"`
+	// groups: which measurement (GroupRoundTrip, GroupRoundRobin, GroupPinned); writers is
+	// then the number of consumers and batch their MaxInFlight.
+	Strategy string `json:"strategy,omitempty"`
+	Runs     int    `json:"runs"`
 }
 
 // Run runs the benchmark: every workload on every system, printing JSON lines (opts.JSON)
@@ -327,6 +342,16 @@ func (r *runner) run(ctx context.Context) {
 					return runE2E(ctx, s, r.opts.E2ERate, r.opts.Duration)
 				})
 			})
+		}
+	}
+	if has(WorkloadGroups) {
+		for _, sys := range r.opts.Systems {
+			if ctx.Err() != nil {
+				return
+			}
+			if err := r.groupWorkloads(ctx, sys); err != nil && ctx.Err() == nil {
+				r.fail(sys, "groups log", err)
+			}
 		}
 	}
 	if has(WorkloadProjection) && ctx.Err() == nil {

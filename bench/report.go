@@ -54,11 +54,12 @@ func printTable(w io.Writer, results []Result) error {
 	type key struct {
 		workload       string
 		writers, batch int
+		strategy       string
 	}
 	var order []key
 	groups := map[key][]Result{}
 	for _, r := range results {
-		k := key{r.Workload, r.Writers, r.Batch}
+		k := key{r.Workload, r.Writers, r.Batch, r.Strategy}
 		if _, ok := groups[k]; !ok {
 			order = append(order, k)
 		}
@@ -81,6 +82,12 @@ func printTable(w io.Writer, results []Result) error {
 				notes = append(notes, fmt.Sprintf("latency per page of %d", r.PageSize))
 			case WorkloadE2E:
 				notes = append(notes, fmt.Sprintf("ack to receive at %d/s", r.RateEPS))
+			case WorkloadGroups:
+				if r.Strategy == GroupRoundTrip {
+					notes = append(notes, "round trip: 1 consumer, latency delivery to next delivery")
+				} else {
+					notes = append(notes, fmt.Sprintf("%s: %d consumers, latency between deliveries", r.Strategy, r.Writers))
+				}
 			case WorkloadProjection:
 				notes = append(notes, fmt.Sprintf("%d events, latency per transaction", r.Events))
 				// The batched projection against the naive one on the same target.

@@ -51,6 +51,9 @@ func (c *Client) UpdateGroup(ctx context.Context, spec verity.GroupSpec) error {
 	if err != nil {
 		return err
 	}
+	if err := c.settleAcks(ctx); err != nil {
+		return err
+	}
 	if _, err := c.groups.UpdateGroup(cctx, &verityv1.UpdateGroupRequest{Spec: verityv1.GroupSpecToProto(spec)}); err != nil {
 		return c.groupFail(ctx, op, err)
 	}
@@ -64,6 +67,9 @@ func (c *Client) DeleteGroup(ctx context.Context, stream, group string) error {
 	if err != nil {
 		return err
 	}
+	if err := c.settleAcks(ctx); err != nil {
+		return err
+	}
 	if _, err := c.groups.DeleteGroup(cctx, &verityv1.DeleteGroupRequest{Stream: stream, Group: group}); err != nil {
 		return c.groupFail(ctx, op, err)
 	}
@@ -75,6 +81,9 @@ func (c *Client) GetGroup(ctx context.Context, stream, group string) (verity.Gro
 	const op = "get group"
 	cctx, err := c.begin(ctx, op)
 	if err != nil {
+		return verity.GroupInfo{}, err
+	}
+	if err := c.settleAcks(ctx); err != nil {
 		return verity.GroupInfo{}, err
 	}
 	res, err := c.groups.GetGroup(cctx, &verityv1.GetGroupRequest{Stream: stream, Group: group})
@@ -93,6 +102,9 @@ func (c *Client) ListGroups(ctx context.Context, stream string) ([]verity.GroupI
 	const op = "list groups"
 	cctx, err := c.begin(ctx, op)
 	if err != nil {
+		return nil, err
+	}
+	if err := c.settleAcks(ctx); err != nil {
 		return nil, err
 	}
 	res, err := c.groups.ListGroups(cctx, &verityv1.ListGroupsRequest{Stream: stream})
@@ -117,6 +129,9 @@ func (c *Client) ReplayParked(ctx context.Context, stream, group string, opts ve
 	if err != nil {
 		return err
 	}
+	if err := c.settleAcks(ctx); err != nil {
+		return err
+	}
 	if _, err := c.groups.ReplayParked(cctx, &verityv1.ReplayParkedRequest{Stream: stream, Group: group, Limit: int64(opts.Limit)}); err != nil {
 		return c.groupFail(ctx, op, err)
 	}
@@ -130,8 +145,40 @@ func (c *Client) RestartGroups(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := c.settleAcks(ctx); err != nil {
+		return err
+	}
 	if _, err := c.groups.RestartGroups(cctx, &verityv1.RestartGroupsRequest{}); err != nil {
 		return c.groupFail(ctx, op, err)
+	}
+	return nil
+}
+
+// settleAcks waits until the server has answered every ack this client's consumers have
+// sent. Ack returns without waiting for that answer; the group calls below (all but
+// CreateGroup) settle first, so that they see the acks made before them, as they would on
+// the embedded Groups, where one group's acks and calls are handled in order.
+func (c *Client) settleAcks(ctx context.Context) error {
+	c.mu.Lock()
+	consumers := make([]*consumer, 0, len(c.consumers))
+	for gc := range c.consumers {
+		consumers = append(consumers, gc)
+	}
+	c.mu.Unlock()
+	for _, gc := range consumers {
+		gc.mu.Lock()
+		waiting := make([]*pending, 0, len(gc.waiting))
+		for _, p := range gc.waiting {
+			waiting = append(waiting, p)
+		}
+		gc.mu.Unlock()
+		for _, p := range waiting {
+			select {
+			case <-p.done:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
 	}
 	return nil
 }
@@ -231,11 +278,12 @@ type consumer struct {
 // pending is an ack or a nack waiting for the server's answer.
 type pending struct {
 	ids  []uuid.UUID
+	sent chan struct{} // acks: closed once the request was handed to the call (or p finished unsent)
 	done chan struct{}
 	err  error
 }
 
-func newPending() *pending { return &pending{done: make(chan struct{})} }
+func newPending() *pending { return &pending{sent: make(chan struct{}), done: make(chan struct{})} }
 
 // finish answers p; it is called once, under the consumer's mu.
 func (p *pending) finish(err error) {
@@ -307,8 +355,9 @@ func (gc *consumer) end(err error) {
 			delete(gc.waiting, id)
 			p.finish(gc.reasonLocked())
 		}
-		if gc.batch != nil {
+		if gc.batch != nil { // gathered, never to be sent
 			gc.batch.finish(gc.reasonLocked())
+			close(gc.batch.sent)
 			gc.batch = nil
 		}
 	}
@@ -351,8 +400,19 @@ func (gc *consumer) Recv(ctx context.Context) (verity.GroupMessage, error) {
 	}
 }
 
-// Ack implements verity.GroupConsumer. It returns once the server has taken the ids in.
-// Acks made while another is being sent travel together, in one message.
+// Ack implements verity.GroupConsumer. It returns once the ids are sent, without waiting
+// for the server's answer (a round trip), as the embedded consumer's Ack returns once the
+// group has queued them: a consumer that acks each event before it receives the next is
+// not held to one event per round trip. What the consumer does next reaches the server
+// after the ack: a later Ack, Nack or Close (whose leaving the server handles after every
+// ack sent before it); and this client's group calls (GetGroup, RestartGroups, ...) wait
+// for the server's answers to the acks sent before them, so they see them. The server fails an ack only when the consumer is disconnected,
+// which ends the call: Recv then says why, and so does an Ack called after it. Acks made
+// while another is being sent travel together, in one message.
+//
+// The events are then not delivered to the group again unless the connection breaks
+// before the server reads the ack, in which case they go to another consumer, as they do
+// when the server restarts before its next checkpoint: delivery is at least once.
 func (gc *consumer) Ack(ctx context.Context, ids ...uuid.UUID) error {
 	if len(ids) == 0 {
 		return nil
@@ -376,7 +436,17 @@ func (gc *consumer) Ack(ctx context.Context, ids ...uuid.UUID) error {
 	if lead {
 		gc.sendBatches()
 	}
-	return gc.wait(ctx, p)
+	select {
+	case <-p.sent:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-p.done: // answered already, or not sent: the consumer was disconnected
+		return p.err
+	default:
+		return nil
+	}
 }
 
 // sendBatches sends the gathered acks, one message per batch, until none is left.
@@ -395,6 +465,7 @@ func (gc *consumer) sendBatches() {
 		gc.send(&verityv1.JoinGroupRequest{Request: &verityv1.JoinGroupRequest_Ack_{Ack: &verityv1.JoinGroupRequest_Ack{
 			Id: id, EventIds: verityv1.EventIDsToProto(p.ids),
 		}}})
+		close(p.sent)
 	}
 }
 

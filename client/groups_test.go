@@ -125,7 +125,9 @@ func TestGroupConsumerEnds(t *testing.T) {
 }
 
 // TestConcurrentAcksAllLand acks from many goroutines at once, which the consumer sends
-// in batches, and checks that every ack was taken in when its Ack returned.
+// in batches, and checks that every ack was taken in by the time a GetGroup made after
+// the Acks returned answers (Ack does not wait for the server; GetGroup waits for its
+// answers to the acks sent before it).
 func TestConcurrentAcksAllLand(t *testing.T) {
 	s := serveGroups(t, t.TempDir())
 	ctx := t.Context()
@@ -164,6 +166,49 @@ func TestConcurrentAcksAllLand(t *testing.T) {
 	info, err := s.GetGroup(ctx, "order-1", "g")
 	if err != nil || info.Acked != n || info.InFlight != 0 {
 		t.Fatalf("after %d acks returned the group shows acked %d, in flight %d (%v)", n, info.Acked, info.InFlight, err)
+	}
+}
+
+// TestAcksBeforeCloseLandBeforeTheConsumerLeaves: Ack returns without waiting for the
+// server, but a Close after it reaches the server after it, so that once Close has
+// returned every ack is in and nothing goes back to the group.
+func TestAcksBeforeCloseLandBeforeTheConsumerLeaves(t *testing.T) {
+	s := serveGroups(t, t.TempDir())
+	ctx := t.Context()
+	const n = 100
+	evs := make([]verity.EventData, n)
+	for i := range evs {
+		evs[i] = verity.EventData{Type: "Happened", Data: []byte(`{}`)}
+	}
+	if _, err := s.Append(ctx, "order-1", verity.Any(), evs...); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateGroup(ctx, verity.GroupSpec{Stream: "order-1", Group: "g"}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := s.JoinGroup(ctx, "order-1", "g", verity.JoinOptions{MaxInFlight: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		m, err := c.Recv(ctx)
+		if err != nil {
+			t.Fatalf("recv %d: %v", i, err)
+		}
+		if err := c.Ack(ctx, m.Event.ID); err != nil {
+			t.Fatalf("ack %d: %v", i, err)
+		}
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.GetGroup(ctx, "order-1", "g")
+	if err != nil || info.Acked != n || info.InFlight != 0 || info.Waiting != 0 || info.Delivered != n {
+		t.Fatalf("after %d acks and Close the group shows acked %d, in flight %d, waiting %d, delivered %d (%v); want every ack in",
+			n, info.Acked, info.InFlight, info.Waiting, info.Delivered, err)
+	}
+	if err := c.Ack(ctx, uuid.New()); !errors.Is(err, verity.ErrConflict) {
+		t.Errorf("Ack after Close: %v, want Conflict", err)
 	}
 }
 

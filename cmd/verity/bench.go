@@ -44,6 +44,15 @@ Workloads:
                TARGET-naive, with one transaction per event over the first --naive-events
                events. Only the projecting is timed; latency per transaction. Not run
                unless named.
+  groups       persistent subscriptions (consumer groups): write --group-events events
+               in streams of 100 of category grp, then, on a fresh group over that
+               category from its start, until every event is handled or --duration
+               passes: round-trip (1 consumer, MaxInFlight 1; latency from one delivery
+               to the next, ack included), round-robin and pinned (4 consumers, default
+               MaxInFlight 10; each consumer acks every event, one at a time). writers is
+               the consumers, batch their MaxInFlight. On verity, verity-server and nats
+               (durable pull consumers, explicit acks; no pinned); ownlog has no groups.
+               Not run unless named.
 
 Each result is one JSON line (system, workload, writers, batch, events_per_sec, p50_ms,
 p99_ms, and workload-specific fields; for replay, batch is the page size, for read-stream
@@ -60,6 +69,8 @@ Examples:
   verity bench --workload scale --scale-streams 1000000 --scale-events 10000000
   verity bench --target server --workload append --writers 64 --batch 1 --runs 3
   verity bench --workload projection --runs 3
+  verity bench --workload groups --runs 3
+  verity bench --target server --workload groups --peers nats --runs 3
   verity bench --workload projection --postgres 'postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable'
 `
 
@@ -105,6 +116,7 @@ func parseBenchArgs(args []string, stdout io.Writer) (bench.Options, error) {
 		strings.Join(bench.ProjectionTargets, ", ")+" (default sqlite, and postgres with --postgres)")
 	pgURL := fs.String("postgres", "", "PostgreSQL `URL` of the projection workload's postgres target")
 	naiveEvents := fs.Int("naive-events", bench.DefaultNaiveEvents, "`N` events the naive projection (one transaction per event) applies")
+	groupEvents := fs.Int("group-events", bench.DefaultGroupEvents, "`N` events the groups workload writes before it measures, a multiple of 100")
 	serverBin := fs.String("server-bin", "", "verity `BINARY` that --target server starts as 'BINARY serve' (default this one)")
 	pos, err := fs.parse(args, stdout)
 	if err != nil {
@@ -129,6 +141,7 @@ func parseBenchArgs(args []string, stdout io.Writer) (bench.Options, error) {
 		ProjectionTargets: splitList(*projTargets),
 		PostgresURL:       *pgURL,
 		NaiveEvents:       *naiveEvents,
+		GroupEvents:       *groupEvents,
 	}
 	if opts.Writers, err = splitInts("writers", *writers); err != nil {
 		return bench.Options{}, err
@@ -176,6 +189,8 @@ func parseBenchArgs(args []string, stdout io.Writer) (bench.Options, error) {
 		return bench.Options{}, usagef("bench", "--e2e-rate %d: want a positive number", *e2eRate)
 	case *naiveEvents <= 0:
 		return bench.Options{}, usagef("bench", "--naive-events %d: want a positive number", *naiveEvents)
+	case *groupEvents <= 0:
+		return bench.Options{}, usagef("bench", "--group-events %d: want a positive number", *groupEvents)
 	}
 	if err := opts.Validate(); err != nil {
 		return bench.Options{}, usagef("bench", "%v", err)

@@ -25,7 +25,8 @@ func TestBenchHelpExplainsEveryFlag(t *testing.T) {
 	for _, want := range []string{"Usage:", "verity bench", "Examples:", "--workload LIST", "--writers LIST",
 		"--batch LIST", "--duration TIME", "--peers LIST", "--json", "--data DIR", "--events N", "--runs N",
 		"--scale-streams N", "--scale-events N", "read-stream", "e2e", "scale", "--target WHAT", "--server-bin BINARY",
-		"verity-server", "projection", "--projection-targets LIST", "--postgres URL", "--naive-events N"} {
+		"verity-server", "projection", "--projection-targets LIST", "--postgres URL", "--naive-events N",
+		"groups", "--group-events N", "round-trip", "pinned"} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("help does not mention %q:\n%s", want, stdout.String())
 		}
@@ -73,6 +74,11 @@ func TestBenchParsesFlagsIntoOptions(t *testing.T) {
 			"--projection-targets", "postgres", "--naive-events", "500"}, func(o bench.Options) bool {
 			return strings.Join(o.ProjectionTargets, ",") == "postgres" && o.PostgresURL == "postgres://x/y" && o.NaiveEvents == 500
 		}},
+		{"--workload groups writes --group-events events", []string{"--workload", "groups", "--group-events", "5000"},
+			func(o bench.Options) bool {
+				return strings.Join(o.Workloads, ",") == "groups" && o.GroupEvents == 5000
+			}},
+		{"--group-events defaults to 200,000", nil, func(o bench.Options) bool { return o.GroupEvents == bench.DefaultGroupEvents }},
 		{"--target embedded is the default's behaviour", []string{"--target", "embedded"}, func(o bench.Options) bool {
 			return strings.Join(o.Systems, ",") == "verity,ownlog,nats" && strings.Join(o.Workloads, ",") == "append,replay,read-stream,e2e"
 		}},
@@ -110,6 +116,8 @@ func TestBenchRejectsBadCommandLines(t *testing.T) {
 		{"an unknown projection target", []string{"--workload", "projection", "--projection-targets", "mysql"}, `unknown projection target "mysql"`},
 		{"postgres without a URL", []string{"--workload", "projection", "--projection-targets", "sqlite,postgres"}, "needs a PostgreSQL URL"},
 		{"a zero naive count", []string{"--naive-events", "0"}, "--naive-events"},
+		{"a zero group log", []string{"--group-events", "0"}, "--group-events"},
+		{"a group log not in whole streams", []string{"--group-events", "250"}, "group events 250 is not a positive multiple of 100"},
 		{"the scale workload on the server", []string{"--target", "server", "--workload", "scale"}, "cannot run on verity-server"},
 	}
 	for _, tt := range tests {
@@ -187,9 +195,9 @@ func TestBenchProjectionComparesBatchedWithNaive(t *testing.T) {
 		}
 		rows[r.System] = r
 	}
-	want := map[string]int64{"sqlite": 3000, "sqlite-naive": 300}
+	want := map[string]int64{"sqlite": 3000, "sqlite-batch": 3000, "sqlite-naive": 300}
 	if os.Getenv("VERITY_TEST_POSTGRES") != "" {
-		want["postgres"], want["postgres-naive"] = 3000, 300
+		want["postgres"], want["postgres-batch"], want["postgres-naive"] = 3000, 3000, 300
 	}
 	for sys, events := range want {
 		r, ok := rows[sys]
