@@ -65,9 +65,12 @@ type GroupConsumer interface {
 	// Conflict (the consumer nacked with NackStop or was closed).
 	Recv(ctx context.Context) (GroupMessage, error)
 
-	// Ack confirms events as handled, by id: they are never delivered to this group again.
-	// Ids that are not in flight for this consumer (already acked, timed out and given to
-	// another) are ignored.
+	// Ack confirms events as handled, by id: they are never delivered to this group again
+	// (but see the checkpoint: delivery is at least once across a restart). Ids that are
+	// not in flight for this consumer (already acked, timed out and given to another) are
+	// ignored. Ack returns once the ack is on its way to the group, not once applied: what
+	// the consumer does next (another Ack, Nack, Close) and every later call on the Groups
+	// that made it (GetGroup, UpdateGroup, ...) see it applied.
 	Ack(ctx context.Context, ids ...uuid.UUID) error
 
 	// Nack reports events as not handled, with what to do with them. The reason is kept
