@@ -18,6 +18,7 @@ import (
 	"github.com/verity-dev/verity"
 	"github.com/verity-dev/verity/client"
 	"github.com/verity-dev/verity/persistent"
+	"github.com/verity-dev/verity/protocol/httpapi"
 )
 
 // groupsStoreAbout is the paragraph of every groups action's --help on where groups live.
@@ -242,7 +243,7 @@ func groupsList(ctx context.Context, args []string, stdout, stderr io.Writer) (e
 	if *asJSON {
 		enc := newJSONEncoder(stdout)
 		for _, info := range infos {
-			if err := enc.Encode(toGroupJSON(info)); err != nil {
+			if err := enc.Encode(httpapi.GroupInfoJSON(info)); err != nil {
 				return err
 			}
 		}
@@ -300,7 +301,7 @@ func groupsInfo(ctx context.Context, args []string, stdout, stderr io.Writer) (e
 		return err
 	}
 	if *asJSON {
-		return newJSONEncoder(stdout).Encode(toGroupJSON(info))
+		return newJSONEncoder(stdout).Encode(httpapi.GroupInfoJSON(info))
 	}
 	return printGroupInfo(stdout, info)
 }
@@ -829,102 +830,4 @@ func newJSONEncoder(w io.Writer) *json.Encoder {
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
 	return enc
-}
-
-// groupJSON is a group as --json prints it: the shape of the HTTP API's
-// GET /subscriptions/{stream}/{group} (package httpapi), so that scripts can use either.
-type groupJSON struct {
-	Stream       string         `json:"stream"`
-	Group        string         `json:"group"`
-	Filter       *filterJSON    `json:"filter,omitempty"`
-	Settings     settingsJSON   `json:"settings"`
-	Status       string         `json:"status"`
-	Checkpointed bool           `json:"checkpointed"`
-	Checkpoint   uint64         `json:"checkpoint"`
-	LastKnown    uint64         `json:"lastKnown"`
-	Lag          uint64         `json:"lag"`
-	InFlight     int            `json:"inFlight"`
-	Waiting      int            `json:"waiting"`
-	Parked       int            `json:"parked"`
-	Delivered    uint64         `json:"delivered"`
-	Acked        uint64         `json:"acked"`
-	Nacked       uint64         `json:"nacked"`
-	TimedOut     uint64         `json:"timedOut"`
-	Consumers    []consumerJSON `json:"consumers"`
-}
-
-type settingsJSON struct {
-	From                 uint64 `json:"from"`
-	FromEnd              bool   `json:"fromEnd"`
-	ResolveLinks         bool   `json:"resolveLinks"`
-	Strategy             string `json:"strategy"`
-	MessageTimeoutMs     int64  `json:"messageTimeoutMs"`
-	MaxRetryCount        int    `json:"maxRetryCount"`
-	LiveBufferSize       int    `json:"liveBufferSize"`
-	ReadBatchSize        int    `json:"readBatchSize"`
-	HistoryBufferSize    int    `json:"historyBufferSize"`
-	CheckpointAfterMs    int64  `json:"checkpointAfterMs"`
-	CheckpointLowerBound int    `json:"checkpointLowerBound"`
-	CheckpointUpperBound int    `json:"checkpointUpperBound"`
-	MaxConsumers         int    `json:"maxConsumers"`
-	ExtraStatistics      bool   `json:"extraStatistics"`
-	Quarantine           string `json:"quarantine"`
-}
-
-type filterJSON struct {
-	StreamPrefixes      []string `json:"streamPrefixes,omitempty"`
-	Categories          []string `json:"categories,omitempty"`
-	StreamRegexp        string   `json:"streamRegexp,omitempty"`
-	EventTypes          []string `json:"eventTypes,omitempty"`
-	EventTypePrefixes   []string `json:"eventTypePrefixes,omitempty"`
-	EventTypeRegexp     string   `json:"eventTypeRegexp,omitempty"`
-	ExcludeSystemEvents bool     `json:"excludeSystemEvents,omitempty"`
-}
-
-type consumerJSON struct {
-	ID          string `json:"id"`
-	Name        string `json:"name,omitempty"`
-	MaxInFlight int    `json:"maxInFlight"`
-	InFlight    int    `json:"inFlight"`
-	Delivered   uint64 `json:"delivered"`
-	Acked       uint64 `json:"acked"`
-	Nacked      uint64 `json:"nacked"`
-	Connected   string `json:"connected"` // RFC 3339
-}
-
-func toGroupJSON(i verity.GroupInfo) groupJSON {
-	s := i.Settings
-	j := groupJSON{
-		Stream: i.Stream, Group: i.Group, Status: string(i.Status),
-		Settings: settingsJSON{
-			From: s.From, FromEnd: s.FromEnd, ResolveLinks: s.ResolveLinks, Strategy: s.Strategy.String(),
-			MessageTimeoutMs: s.MessageTimeout.Milliseconds(), MaxRetryCount: s.MaxRetryCount,
-			LiveBufferSize: s.LiveBufferSize, ReadBatchSize: s.ReadBatchSize, HistoryBufferSize: s.HistoryBufferSize,
-			CheckpointAfterMs: s.CheckpointAfter.Milliseconds(), CheckpointLowerBound: s.CheckpointLowerBound,
-			CheckpointUpperBound: s.CheckpointUpperBound, MaxConsumers: s.MaxConsumers,
-			ExtraStatistics: s.ExtraStatistics, Quarantine: s.Quarantine.String(),
-		},
-		Checkpointed: i.Checkpointed, Checkpoint: i.Checkpoint, LastKnown: i.LastKnown, Lag: i.Lag,
-		InFlight: i.InFlight, Waiting: i.Waiting, Parked: i.Parked,
-		Delivered: i.Delivered, Acked: i.Acked, Nacked: i.Nacked, TimedOut: i.TimedOut,
-		Consumers: make([]consumerJSON, len(i.Consumers)),
-	}
-	if s.MessageTimeout < 0 {
-		j.Settings.MessageTimeoutMs = -1 // never, whatever negative value stands for it
-	}
-	if f := i.Filter; !f.IsZero() {
-		j.Filter = &filterJSON{
-			StreamPrefixes: f.StreamPrefixes, Categories: f.Categories, StreamRegexp: f.StreamRegexp,
-			EventTypes: f.EventTypes, EventTypePrefixes: f.EventTypePrefixes, EventTypeRegexp: f.EventTypeRegexp,
-			ExcludeSystemEvents: f.ExcludeSystemEvents,
-		}
-	}
-	for k, c := range i.Consumers {
-		j.Consumers[k] = consumerJSON{
-			ID: c.ID, Name: c.Name, MaxInFlight: c.MaxInFlight, InFlight: c.InFlight,
-			Delivered: c.Delivered, Acked: c.Acked, Nacked: c.Nacked,
-			Connected: c.Connected.UTC().Format(time.RFC3339Nano),
-		}
-	}
-	return j
 }

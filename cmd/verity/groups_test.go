@@ -384,3 +384,31 @@ func TestGroupsRejectBadCommandLines(t *testing.T) {
 		})
 	}
 }
+
+// groupJSON decodes what `verity groups info --json` prints: the HTTP API's shape of a group
+// (httpapi.GroupInfoJSON), written out here so that a change of that shape fails a test.
+type groupJSON struct {
+	Stream   string          `json:"stream"`
+	Group    string          `json:"group"`
+	Filter   json.RawMessage `json:"filter"`
+	Settings settingsJSON    `json:"settings"`
+	Status   string          `json:"status"`
+}
+
+type settingsJSON struct {
+	From                 uint64 `json:"from"`
+	FromEnd              bool   `json:"fromEnd"`
+	ResolveLinks         bool   `json:"resolveLinks"`
+	Strategy             string `json:"strategy"`
+	MessageTimeoutMs     int64  `json:"messageTimeoutMs"`
+	MaxRetryCount        int    `json:"maxRetryCount"`
+	LiveBufferSize       int    `json:"liveBufferSize"`
+	ReadBatchSize        int    `json:"readBatchSize"`
+	HistoryBufferSize    int    `json:"historyBufferSize"`
+	CheckpointAfterMs    int64  `json:"checkpointAfterMs"`
+	CheckpointLowerBound int    `json:"checkpointLowerBound"`
+	CheckpointUpperBound int    `json:"checkpointUpperBound"`
+	MaxConsumers         int    `json:"maxConsumers"`
+	ExtraStatistics      bool   `json:"extraStatistics"`
+	Quarantine           string `json:"quarantine"`
+}

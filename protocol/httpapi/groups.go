@@ -162,12 +162,21 @@ func (s settingsJSON) toSettings(op string) (verity.GroupSettings, error) {
 func settingsOut(s verity.GroupSettings) settingsJSON {
 	return settingsJSON{
 		From: s.From, FromEnd: s.FromEnd, ResolveLinks: s.ResolveLinks, Strategy: s.Strategy.String(),
-		MessageTimeoutMs: s.MessageTimeout.Milliseconds(), MaxRetryCount: s.MaxRetryCount,
+		MessageTimeoutMs: msOut(s.MessageTimeout), MaxRetryCount: s.MaxRetryCount,
 		LiveBufferSize: s.LiveBufferSize, ReadBatchSize: s.ReadBatchSize, HistoryBufferSize: s.HistoryBufferSize,
-		CheckpointAfterMs: s.CheckpointAfter.Milliseconds(), CheckpointLowerBound: s.CheckpointLowerBound,
+		CheckpointAfterMs: msOut(s.CheckpointAfter), CheckpointLowerBound: s.CheckpointLowerBound,
 		CheckpointUpperBound: s.CheckpointUpperBound, MaxConsumers: s.MaxConsumers,
 		ExtraStatistics: s.ExtraStatistics, Quarantine: s.Quarantine.String(),
 	}
+}
+
+// msOut writes a duration in milliseconds: any negative value (which asks for what zero
+// cannot, "never" for a message timeout) as -1, not as the 0 that means the default.
+func msOut(d time.Duration) int64 {
+	if d < 0 {
+		return -1
+	}
+	return d.Milliseconds()
 }
 
 func (f *filterJSON) toFilter() verity.Filter {
@@ -188,6 +197,11 @@ func filterOut(f verity.Filter) *filterJSON {
 		ExcludeSystemEvents: f.ExcludeSystemEvents,
 	}
 }
+
+// GroupInfoJSON is a group's description as GET /subscriptions/{stream}/{group} answers it,
+// ready for encoding/json; `verity groups info --json` prints the same, so that scripts can
+// use either.
+func GroupInfoJSON(g verity.GroupInfo) any { return groupInfoJSON(g) }
 
 func groupInfoJSON(g verity.GroupInfo) groupInfoOut {
 	out := groupInfoOut{

@@ -104,6 +104,16 @@ func TestGroupsAreManagedOverHTTP(t *testing.T) {
 		e.must(http.StatusNotFound, nil, "POST", "/subscriptions/order-1/nobody", `{}`)
 	})
 
+	t.Run("a timeout of never reads back as -1, not as the 0 of the default", func(t *testing.T) {
+		e := e.with(t)
+		e.must(http.StatusOK, nil, "POST", "/subscriptions/order-1/billing", `{"messageTimeoutMs":-1}`)
+		var info groupInfoOut
+		e.must(http.StatusOK, &info, "GET", "/subscriptions/order-1/billing", "")
+		if info.Settings.MessageTimeoutMs != -1 {
+			t.Fatalf("messageTimeoutMs %d after setting -1, want -1", info.Settings.MessageTimeoutMs)
+		}
+	})
+
 	t.Run("a log group takes a filter, given back in its description", func(t *testing.T) {
 		e := e.with(t)
 		e.must(http.StatusCreated, nil, "PUT", "/subscriptions/$all/audit", `{"filter":{"categories":["order"],"eventTypeRegexp":"^Order"},"fromEnd":true}`)
