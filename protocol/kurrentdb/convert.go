@@ -99,12 +99,22 @@ func eventSize(e verity.EventData) int {
 // ticks is a time as KurrentDB sends it: .NET ticks (100 ns) since the Unix epoch.
 func ticks(t time.Time) int64 { return t.UnixNano() / 100 }
 
-// recordedToProto turns a stored event into a v1 read message.
-func recordedToProto(ev verity.RecordedEvent, stringIDs bool) *streamsv1.ReadResp {
+// systemMetadata is the metadata map KurrentDB sends with a recorded event: its type,
+// content type and creation time in ticks.
+func systemMetadata(ev verity.RecordedEvent) map[string]string {
 	ct := ev.ContentType
 	if ct == "" {
 		ct = verity.ContentTypeJSON
 	}
+	return map[string]string{
+		metaType:        ev.Type,
+		metaContentType: ct,
+		metaCreated:     strconv.FormatInt(ticks(ev.Created), 10),
+	}
+}
+
+// recordedToProto turns a stored event into a v1 read message.
+func recordedToProto(ev verity.RecordedEvent, stringIDs bool) *streamsv1.ReadResp {
 	return &streamsv1.ReadResp{Content: &streamsv1.ReadResp_Event{Event: &streamsv1.ReadResp_ReadEvent{
 		Event: &streamsv1.ReadResp_ReadEvent_RecordedEvent{
 			Id:               uuidToProto(ev.ID, stringIDs),
@@ -112,13 +122,9 @@ func recordedToProto(ev verity.RecordedEvent, stringIDs bool) *streamsv1.ReadRes
 			StreamRevision:   ev.Revision,
 			PreparePosition:  ev.Position,
 			CommitPosition:   ev.Position,
-			Metadata: map[string]string{
-				metaType:        ev.Type,
-				metaContentType: ct,
-				metaCreated:     strconv.FormatInt(ticks(ev.Created), 10),
-			},
-			CustomMetadata: ev.Metadata,
-			Data:           ev.Data,
+			Metadata:         systemMetadata(ev),
+			CustomMetadata:   ev.Metadata,
+			Data:             ev.Data,
 		},
 		Position: &streamsv1.ReadResp_ReadEvent_CommitPosition{CommitPosition: ev.Position},
 	}}}

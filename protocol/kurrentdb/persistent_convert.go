@@ -239,10 +239,6 @@ func subscriptionInfo(g verity.GroupInfo) *persistent.SubscriptionInfo {
 // persistentEvent is an event delivered to a consumer, as the Read call sends it.
 func persistentEvent(m verity.GroupMessage, stringIDs bool) *persistent.ReadResp {
 	ev := m.Event
-	ct := ev.ContentType
-	if ct == "" {
-		ct = verity.ContentTypeJSON
-	}
 	return &persistent.ReadResp{Content: &persistent.ReadResp_Event{Event: &persistent.ReadResp_ReadEvent{
 		Event: &persistent.ReadResp_ReadEvent_RecordedEvent{
 			Id:               uuidToProto(ev.ID, stringIDs),
@@ -250,13 +246,9 @@ func persistentEvent(m verity.GroupMessage, stringIDs bool) *persistent.ReadResp
 			StreamRevision:   ev.Revision,
 			PreparePosition:  ev.Position,
 			CommitPosition:   ev.Position,
-			Metadata: map[string]string{
-				metaType:        ev.Type,
-				metaContentType: ct,
-				metaCreated:     strconv.FormatInt(ticks(ev.Created), 10),
-			},
-			CustomMetadata: ev.Metadata,
-			Data:           ev.Data,
+			Metadata:         systemMetadata(ev),
+			CustomMetadata:   ev.Metadata,
+			Data:             ev.Data,
 		},
 		Position: &persistent.ReadResp_ReadEvent_CommitPosition{CommitPosition: ev.Position},
 		Count:    &persistent.ReadResp_ReadEvent_RetryCount{RetryCount: clampInt32(m.RetryCount)},
