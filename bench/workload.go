@@ -45,7 +45,9 @@ func runAppend(ctx context.Context, s system, writers, batch int, dur time.Durat
 		tokens := make([]uint64, len(mine))
 		events := make([][]byte, batch)
 		var n uint64
-		for k := 0; time.Now().Before(deadline); k = (k + 1) % len(mine) {
+		// At least one append per writer, however late the writer starts on a loaded
+		// machine: a measurement of nothing is no measurement.
+		for k, first := 0, true; first || time.Now().Before(deadline); k, first = (k+1)%len(mine), false {
 			for i := range events {
 				events[i] = makePayload(n)
 				n++
@@ -184,7 +186,7 @@ func runReadStream(ctx context.Context, s system, prefix string, streams, perStr
 	deadline := start.Add(dur)
 	err := runWorkers(ctx, readers, func(ctx context.Context, w int) error {
 		rng := rand.New(rand.NewPCG(uint64(start.UnixNano()), uint64(w)))
-		for time.Now().Before(deadline) {
+		for first := true; first || time.Now().Before(deadline); first = false { // at least one read
 			name := streamName(prefix, rng.IntN(streams))
 			t0 := time.Now()
 			n, err := s.ReadStream(ctx, name, perStream)
