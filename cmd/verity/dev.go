@@ -51,8 +51,12 @@ Read the stream back:
 Follow the whole log live (server-sent events):
   curl -N '%[1]s/subscribe/$all'
 
+Share a stream's events among consumers (a consumer group), then consume and ack them:
+  go run ./cmd/verity groups create --server %[1]s order-1 billing
+  go run ./cmd/verity groups consume --server %[1]s order-1 billing --count 1
+
 Health: %[1]s/health/ready   Metrics: %[1]s/metrics
 gRPC clients (KurrentDB protocol): kurrentdb://%[3]s?tls=false
-API reference: docs/http-api.md
+API reference: docs/http-api.md   Build a service on it: docs/tutorial.md
 `, base, data, addr)
 }
