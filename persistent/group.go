@@ -196,6 +196,16 @@ func (g *group) stop(req stopReq) {
 	<-g.done
 }
 
+// stopped reports whether the actor has ended.
+func (g *group) stopped() bool {
+	select {
+	case <-g.done:
+		return true
+	default:
+		return false
+	}
+}
+
 // send hands an op to the actor.
 func (g *group) send(ctx context.Context, o op) error {
 	select {
@@ -530,9 +540,10 @@ func (g *group) onEvent(ev verity.RecordedEvent) {
 }
 
 // addMarker records that everything up to pos was considered; the checkpoint may pass it
-// once every event before it is handled.
+// once every event before it is handled. Position 0 (a log group's marker on an empty log)
+// says nothing; revision 0 of a stream group is an event.
 func (g *group) addMarker(pos uint64) {
-	if pos == 0 || (g.cpOK && pos <= g.cp) {
+	if (g.logGroup && pos == 0) || (g.cpOK && pos <= g.cp) {
 		return
 	}
 	g.see(pos)
@@ -947,6 +958,20 @@ func (g *group) writeCheckpoint() error {
 }
 
 func (g *group) shutdown(req stopReq) {
+	// Acks, nacks and leaves already in line came before the stop, and GroupConsumer.Ack
+	// promises that the call which stops the group sees them: apply them first, so the
+	// final checkpoint has them. Other ops are left: their callers see the group stopped
+	// and ask its successor.
+	for drained := false; !drained; {
+		select {
+		case o := <-g.ops:
+			if o.kind == opAck || o.kind == opNack || o.kind == opLeave {
+				g.handle(o)
+			}
+		default:
+			drained = true
+		}
+	}
 	g.stopReader()
 	if req.checkpoint && g.loaded {
 		g.flushParks()

@@ -200,8 +200,9 @@ func (m *Manager) DeleteGroup(ctx context.Context, stream, name string) error {
 	return nil
 }
 
-// callGroup sends an op to a group's actor. A group that was restarted or updated
-// meanwhile is looked up again, so callers do not see the swap.
+// callGroup sends an op to a group's actor. A group that stopped under the call (updated,
+// restarted) is asked again once the change that stopped it is done, so callers do not see
+// the swap.
 func (m *Manager) callGroup(ctx context.Context, opName, stream, name string, o op) (reply, error) {
 	for attempt := 0; ; attempt++ {
 		g, err := m.lookup(opName, stream, name)
@@ -209,12 +210,13 @@ func (m *Manager) callGroup(ctx context.Context, opName, stream, name string, o 
 			return reply{}, err
 		}
 		r, err := g.call(ctx, o)
-		if err == nil || ctx.Err() != nil || attempt == 2 {
+		if err == nil || ctx.Err() != nil || attempt == 2 || !g.stopped() {
 			return r, err
 		}
-		if again, lerr := m.lookup(opName, stream, name); lerr != nil || again == g {
-			return r, err
-		}
+		// Every stop happens under admin, together with the swap to its successor: taking
+		// admin waits for that change to finish.
+		m.admin.Lock()
+		m.admin.Unlock()
 	}
 }
 
@@ -243,12 +245,12 @@ func (m *Manager) ListGroups(ctx context.Context, stream string) ([]verity.Group
 	})
 	out := make([]verity.GroupInfo, 0, len(gs))
 	for _, g := range gs {
-		r, err := g.call(ctx, op{kind: opInfo})
+		r, err := m.callGroup(ctx, "list groups", g.def.Stream, g.def.Group, op{kind: opInfo})
+		if errors.Is(err, verity.ErrNotFound) {
+			continue // deleted meanwhile
+		}
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil, err
-			}
-			continue // deleted or restarting meanwhile
+			return nil, err
 		}
 		out = append(out, r.info)
 	}

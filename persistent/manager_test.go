@@ -384,3 +384,169 @@ func TestFourConsumersAckEachEventOnce(t *testing.T) {
 		})
 	}
 }
+
+// gatedStore holds back Appends to one stream until released, to keep a group's actor busy.
+type gatedStore struct {
+	verity.Store
+	stream  string
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (s *gatedStore) Append(ctx context.Context, stream string, exp verity.ExpectedRevision, evs ...verity.EventData) (verity.AppendResult, error) {
+	if stream == s.stream {
+		s.entered <- struct{}{}
+		<-s.release
+	}
+	return s.Store.Append(ctx, stream, exp, evs...)
+}
+
+// busyGroup creates group "g" on "order-1" (checkpoint written only when it stops), appends
+// five events, receives them on c and parks the first: the group's actor is then held in
+// the parking Append until release is closed.
+func busyGroup(t *testing.T) (gs *Manager, g *group, c verity.GroupConsumer, ms []verity.GroupMessage, release chan struct{}) {
+	t.Helper()
+	in := openInstance(t, t.TempDir())
+	in.gs.Close()
+	st := &gatedStore{Store: in.st, stream: verity.ParkedStreamOf("order-1", "g"), entered: make(chan struct{}), release: make(chan struct{})}
+	gs, err := New(st, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { gs.Close(); in.st.Close() })
+	mustCreate(t, gs, verity.GroupSpec{Stream: "order-1", Group: "g", Settings: verity.GroupSettings{
+		CheckpointLowerBound: 1000, CheckpointUpperBound: 1000, CheckpointAfter: time.Hour}})
+	put(t, in.st, "order-1", 5)
+	c = mustJoin(t, gs, "order-1", "g", 10)
+	ms = make([]verity.GroupMessage, 5)
+	for i := range ms {
+		ms[i] = mustRecv(t, c)
+	}
+	gs.mu.Lock()
+	g = gs.groups[groupKey{"order-1", "g"}]
+	gs.mu.Unlock()
+	nackPark(t, c, ms[0])
+	<-st.entered
+	t.Cleanup(func() {
+		select {
+		case <-st.release:
+		default:
+			close(st.release)
+		}
+	})
+	return gs, g, c, ms, st.release
+}
+
+// restartBehind starts RestartGroups and waits until its stop is in line behind the ops
+// already queued to g; it returns RestartGroups' result.
+func restartBehind(t *testing.T, gs *Manager, g *group) <-chan error {
+	t.Helper()
+	restarted := make(chan error, 1)
+	go func() { restarted <- gs.RestartGroups(context.Background()) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(g.stopc) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("RestartGroups did not ask the group to stop")
+		}
+		time.Sleep(time.Millisecond) // polling interval of the condition
+	}
+	return restarted
+}
+
+// TestAcksQueuedBeforeARestartAreCheckpointed: Acks that returned before RestartGroups are
+// in the checkpoint the restart writes, even when the group was busy when they came.
+func TestAcksQueuedBeforeARestartAreCheckpointed(t *testing.T) {
+	gs, g, c, ms, release := busyGroup(t)
+	for _, m := range ms[1:] {
+		if err := c.Ack(tctx(t), m.Event.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	restarted := restartBehind(t, gs, g)
+	close(release)
+	if err := <-restarted; err != nil {
+		t.Fatalf("restart: %v", err)
+	}
+	inf, err := gs.GetGroup(tctx(t), "order-1", "g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !inf.Checkpointed || inf.Checkpoint != 4 || inf.Parked != 1 {
+		t.Fatalf("after the restart: checkpointed %v at %d, %d parked; want 4 and 1", inf.Checkpointed, inf.Checkpoint, inf.Parked)
+	}
+}
+
+// TestDescribingARestartingGroupAsksItsSuccessor: GetGroup and ListGroups made while a
+// group restarts answer from the restarted group; they neither fail nor leave it out.
+func TestDescribingARestartingGroupAsksItsSuccessor(t *testing.T) {
+	gs, g, _, _, release := busyGroup(t)
+	got, listed := make(chan error, 1), make(chan error, 1)
+	go func() {
+		_, err := gs.GetGroup(context.Background(), "order-1", "g")
+		got <- err
+	}()
+	go func() {
+		infos, err := gs.ListGroups(context.Background(), "")
+		if err == nil && len(infos) != 1 {
+			err = fmt.Errorf("%d groups listed, want 1", len(infos))
+		}
+		listed <- err
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(g.ops) < 2 { // both asked the busy group
+		if time.Now().After(deadline) {
+			t.Fatal("GetGroup and ListGroups did not reach the group")
+		}
+		time.Sleep(time.Millisecond) // polling interval of the condition
+	}
+	restarted := restartBehind(t, gs, g)
+	close(release)
+	if err := <-restarted; err != nil {
+		t.Fatalf("restart: %v", err)
+	}
+	if err := <-got; err != nil {
+		t.Errorf("get group during the restart: %v", err)
+	}
+	if err := <-listed; err != nil {
+		t.Errorf("list groups during the restart: %v", err)
+	}
+}
+
+// TestParkedFirstRevisionIsPassedAfterACrash: a stream group whose revision 0 was parked
+// before a crash (no checkpoint written) passes it when it reads it again, so the next
+// checkpoint says revision 0 is handled.
+func TestParkedFirstRevisionIsPassedAfterACrash(t *testing.T) {
+	in := openInstance(t, t.TempDir())
+	t.Cleanup(func() { in.close() })
+	mustCreate(t, in.gs, verity.GroupSpec{Stream: "order-1", Group: "g", Settings: verity.GroupSettings{
+		CheckpointLowerBound: 1000, CheckpointUpperBound: 1000, CheckpointAfter: time.Hour}})
+	put(t, in.st, "order-1", 1)
+	c := mustJoin(t, in.gs, "order-1", "g", 1)
+	nackPark(t, c, mustRecv(t, c))
+	parked := verity.ParkedStreamOf("order-1", "g")
+	waitFor(t, in.gs, "order-1", "g", "revision 0 parked", func(verity.GroupInfo) bool {
+		evs, err := in.st.ReadStream(tctx(t), parked, verity.ReadStreamOptions{})
+		return err == nil && len(evs) == 1
+	})
+
+	// A second Manager over the same store sees what a restart after a crash would: the
+	// parked record, and no checkpoint.
+	after, err := New(in.st, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Lag 1 (from no checkpoint written) once it has read revision 0 again, parked or not.
+	inf := waitFor(t, after, "order-1", "g", "revision 0 read", func(i verity.GroupInfo) bool { return i.Lag == 1 })
+	if inf.Parked != 1 || inf.Waiting != 0 {
+		t.Fatalf("after the crash: %d parked, %d waiting; want 1 and 0", inf.Parked, inf.Waiting)
+	}
+	after.Close()
+	evs, err := in.st.ReadStream(tctx(t), verity.CheckpointStreamOf("order-1", "g"), verity.ReadStreamOptions{Direction: verity.Backwards, FromEnd: true, Limit: 1})
+	if err != nil || len(evs) != 1 {
+		t.Fatalf("no checkpoint written on close: %v", err)
+	}
+	var rec checkpointRecord
+	if err := json.Unmarshal(evs[0].Data, &rec); err != nil || !rec.Checkpointed || rec.Checkpoint != 0 {
+		t.Fatalf("checkpoint %s, want revision 0", evs[0].Data)
+	}
+}

@@ -202,6 +202,9 @@ func updateSpec(op string, o *persistent.UpdateReq_Options) (verity.GroupSpec, e
 		switch a := so.All.GetAllOption().(type) {
 		case *persistent.UpdateReq_AllOptions_Position:
 			settings.From = a.Position.GetCommitPosition()
+			if settings.From == math.MaxUint64 {
+				settings.From, settings.FromEnd = 0, true
+			}
 		case *persistent.UpdateReq_AllOptions_End:
 			settings.FromEnd = true
 		}

@@ -1,6 +1,7 @@
 package kurrentdb
 
 import (
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -154,5 +155,27 @@ func TestWireSettingsMapOntoGroupSettings(t *testing.T) {
 				t.Fatalf("groupSettings(%+v) = %+v, %v", tc.in, got, err)
 			}
 		})
+	}
+}
+
+// TestPersistentStartOfTheLargestPositionIsTheEnd: as in a create, the largest commit
+// position in an update of a log group means its end.
+func TestPersistentStartOfTheLargestPositionIsTheEnd(t *testing.T) {
+	settings := &persistent.UpdateReq_Settings{MaxRetryCount: 3}
+	spec, err := updateSpec("update", &persistent.UpdateReq_Options{GroupName: "g", Settings: settings,
+		StreamOption: &persistent.UpdateReq_Options_All{All: &persistent.UpdateReq_AllOptions{
+			AllOption: &persistent.UpdateReq_AllOptions_Position{Position: &persistent.UpdateReq_Position{
+				CommitPosition: math.MaxUint64, PreparePosition: math.MaxUint64}},
+		}}})
+	if err != nil || spec.Stream != verity.AllStream || !spec.Settings.FromEnd || spec.Settings.From != 0 {
+		t.Fatalf("update from the largest position: %+v, %v", spec, err)
+	}
+	cspec, err := createSpec("create", &persistent.CreateReq_Options{GroupName: "g", Settings: &persistent.CreateReq_Settings{},
+		StreamOption: &persistent.CreateReq_Options_All{All: &persistent.CreateReq_AllOptions{
+			AllOption: &persistent.CreateReq_AllOptions_Position{Position: &persistent.CreateReq_Position{
+				CommitPosition: math.MaxUint64, PreparePosition: math.MaxUint64}},
+		}}})
+	if err != nil || !cspec.Settings.FromEnd || cspec.Settings.From != 0 {
+		t.Fatalf("create from the largest position: %+v, %v", cspec, err)
 	}
 }
