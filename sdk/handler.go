@@ -46,6 +46,10 @@ const (
 	DefaultRejoinDelay = 100 * time.Millisecond
 )
 
+// closingAckTimeout bounds the ack of an event whose handler finished while its
+// GroupRunner was closing.
+const closingAckTimeout = 5 * time.Second
+
 // GroupRunnerConfig shapes a GroupRunner. Group is required.
 type GroupRunnerConfig struct {
 	// Stream is the group's source: a stream, or "" (or verity.AllStream) for the log.
@@ -163,8 +167,8 @@ func (r *GroupRunner) join(ctx context.Context, i int) (verity.GroupConsumer, er
 }
 
 // Close stops the consumers and waits for them: an event being handled is finished
-// first (its handler sees its context end), and unacknowledged events go back to the
-// group. It returns the error that stopped a consumer early, if any (NotFound once the
+// first (its handler sees its context end; the event is acked if the handler returns
+// nil), and unacknowledged events go back to the group. It returns the error that stopped a consumer early, if any (NotFound once the
 // group was deleted), and is idempotent.
 func (r *GroupRunner) Close() error {
 	r.cancel()
@@ -186,15 +190,10 @@ func (r *GroupRunner) fail(err error) {
 // server disconnects it.
 func (r *GroupRunner) consume(ctx context.Context, i int, c verity.GroupConsumer) {
 	defer r.wg.Done()
-	defer func() {
-		if c != nil {
-			c.Close()
-		}
-	}()
 	log := r.cfg.Logger.With("group", r.cfg.Group, "stream", r.cfg.Stream, "consumer", i)
 	for {
 		err := r.serve(ctx, c, log)
-		c.Close()
+		c.Close() // every return below leaves c nil: nothing else to close
 		c = nil
 		if ctx.Err() != nil {
 			return
@@ -248,7 +247,12 @@ func (r *GroupRunner) serve(ctx context.Context, c verity.GroupConsumer, log *sl
 		herr := r.handler(ctx, ev)
 		switch {
 		case herr == nil:
-			err = c.Ack(ctx, rec.ID)
+			// Handled: ack it even if the runner began to stop meanwhile, or the group
+			// would hand the event out again; the bound keeps Close from waiting long
+			// on a connection that is gone.
+			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closingAckTimeout)
+			err = c.Ack(actx, rec.ID)
+			cancel()
 		case ctx.Err() != nil:
 			// Stopping: leave the event unacknowledged; the group hands it out again.
 			return ctx.Err()

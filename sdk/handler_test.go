@@ -161,14 +161,16 @@ func testProcessManager(t *testing.T, b backend) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "the poison event was parked", func() bool {
+		// GroupInfo.Parked counts a park as soon as it is decided; the parked stream has
+		// it once written.
+		eventually(t, "the poison event was parked and written to the parked stream", func() bool {
 			info, err := groups.GetGroup(context.Background(), verity.AllStream, "transfers")
-			return err == nil && info.Parked == 1
+			if err != nil || info.Parked != 1 {
+				return false
+			}
+			parked, err := store.ReadStream(context.Background(), verity.ParkedStreamOf(verity.AllStream, "transfers"), verity.ReadStreamOptions{})
+			return err == nil && len(parked) == 1
 		})
-		parked, err := store.ReadStream(context.Background(), verity.ParkedStreamOf(verity.AllStream, "transfers"), verity.ReadStreamOptions{})
-		if err != nil || len(parked) == 0 {
-			t.Fatalf("parked stream: %d events, %v", len(parked), err)
-		}
 		recs := readAll(t, store, "transfer-3")
 		if _, called := calls.Load(recs[0].ID); called || recs[0].Position != res.Position {
 			t.Fatal("the handler was called with the poison event")
@@ -317,5 +319,33 @@ func TestSubscriptionRunner(t *testing.T) {
 	}
 	if err := r.Close(); !errors.Is(err, boom) {
 		t.Fatalf("Close: got %v, want the handler's error", err)
+	}
+}
+
+// An event whose handler finishes while the runner closes is acknowledged, not handed out
+// again: Close lets the event being handled finish, ack included.
+func TestGroupRunnerAcksTheEventItFinishesWhileClosing(t *testing.T) {
+	store := openEngine(t)
+	groups := openGroups(t, store)
+	reg := newRegistry(t, sdk.RegistryOptions{})
+	createGroup(t, groups, verity.GroupSpec{Stream: "account-7", Group: "closing"})
+	started := make(chan struct{}, 1)
+	r := startRunner(t, groups, reg, sdk.GroupRunnerConfig{Group: "closing", Stream: "account-7", Logger: quiet},
+		func(ctx context.Context, e sdk.Event) error {
+			started <- struct{}{}
+			<-ctx.Done() // the runner is closing; the work is done all the same
+			return nil
+		})
+	appendEvent(t, store, reg, "account-7", Opened{Owner: "ann"}, sdk.Metadata{})
+	<-started
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	info, err := groups.GetGroup(context.Background(), "account-7", "closing")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Acked != 1 {
+		t.Fatalf("after Close the group has %d acked (in flight %d, waiting %d), want the handled event acked", info.Acked, info.InFlight, info.Waiting)
 	}
 }

@@ -77,7 +77,8 @@ var TransferDecider = sdk.Decider[Transfer, any, TransferEvent]{
 }
 
 // TransferProcess is the process manager: it reacts to TransferRequested by withdrawing
-// from one account, depositing to the other and recording the outcome. Each command gets
+// from one account, depositing to the other and recording the outcome; when the target
+// account is not open, it deposits the money back to the source (a compensation). Each command gets
 // sdk.ReactingTo(e, key): a command id derived from the event's id (a redelivered event
 // changes nothing twice) and the event's correlation and causation ids on the events.
 func TransferProcess(accounts *sdk.CommandHandler[Account, any, AccountEvent], transfers *sdk.CommandHandler[Transfer, any, TransferEvent]) sdk.HandlerFunc {
@@ -95,7 +96,16 @@ func TransferProcess(accounts *sdk.CommandHandler[Account, any, AccountEvent], t
 		if err != nil {
 			return err // retried by the group
 		}
-		if _, err := accounts.Handle(ctx, "account-"+req.To, Deposit{Amount: req.Amount}, sdk.ReactingTo(e, "deposit")); err != nil {
+		_, err = accounts.Handle(ctx, "account-"+req.To, Deposit{Amount: req.Amount}, sdk.ReactingTo(e, "deposit"))
+		if errors.Is(err, ErrNotOpen) {
+			// The money left the source: give it back before recording the failure.
+			if _, err := accounts.Handle(ctx, "account-"+req.From, Deposit{Amount: req.Amount}, sdk.ReactingTo(e, "refund")); err != nil {
+				return err
+			}
+			_, err = transfers.Handle(ctx, stream, FailTransfer{Reason: err.Error()}, sdk.ReactingTo(e, "fail"))
+			return err
+		}
+		if err != nil {
 			return err
 		}
 		_, err = transfers.Handle(ctx, stream, CompleteTransfer{}, sdk.ReactingTo(e, "complete"))

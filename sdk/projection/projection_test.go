@@ -217,30 +217,49 @@ func TestAFailingHandlerStopsTheProjectionAndNamesTheEvent(t *testing.T) {
 }
 
 // A statement that fails only when PostgreSQL runs it (pipelined) is still reported
-// against the event whose handler made it.
+// against the event whose handler made it, with the kind of a handler's error (Internal),
+// whether it surfaces when the checkpoint is written or in a later event's query.
 func TestAFailingStatementIsReportedAgainstItsEvent(t *testing.T) {
-	forEachTarget(t, func(t *testing.T, kind targetKind) {
-		s := openStore(t, t.TempDir())
-		defer s.Close()
-		tg := kind.open(t, kind.fresh(t))
-		defer tg.Close()
-		appendDeposits(t, s, "acct", 4, 40, 1)
-		proj := ledger("bad_sql")
-		proj.Handle = func(ctx context.Context, tx projection.Tx, e verity.RecordedEvent) error {
-			if e.Position == 17 {
-				return tx.Exec(ctx, `INSERT INTO {accounts} (stream, total, n) VALUES ($1, NULL, 1)`, e.Stream)
-			}
-			return ledgerHandle(ctx, tx, e)
-		}
-		p, err := projection.New(s, tg, proj, projection.Config{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		err = p.Run(context.Background())
-		if err == nil || !strings.Contains(err.Error(), "position 17,") {
-			t.Fatalf("Run returned %v, want the error of the event at position 17", err)
-		}
-	})
+	for _, tt := range []struct {
+		name    string
+		streams int
+		query   bool // every other handler queries the view after its writes
+	}{
+		{"when the batch commits", 4, false},
+		{"when a later event of its stream queries", 1, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			forEachTarget(t, func(t *testing.T, kind targetKind) {
+				s := openStore(t, t.TempDir())
+				defer s.Close()
+				tg := kind.open(t, kind.fresh(t))
+				defer tg.Close()
+				appendDeposits(t, s, "acct", tt.streams, 40, 1)
+				proj := ledger("bad_sql")
+				proj.Handle = func(ctx context.Context, tx projection.Tx, e verity.RecordedEvent) error {
+					if e.Position == 17 {
+						return tx.Exec(ctx, `INSERT INTO {categories} (category, n) VALUES ($1, NULL)`, "bad")
+					}
+					if err := ledgerHandle(ctx, tx, e); err != nil || !tt.query {
+						return err
+					}
+					var n int64
+					return tx.QueryRow(ctx, `SELECT n FROM {accounts} WHERE stream = $1`, e.Stream).Scan(&n)
+				}
+				p, err := projection.New(s, tg, proj, projection.Config{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				err = p.Run(context.Background())
+				if err == nil || !strings.Contains(err.Error(), "position 17,") || strings.Contains(err.Error(), "position 18,") {
+					t.Fatalf("Run returned %v, want the error of the event at position 17 only", err)
+				}
+				if k := verity.KindOf(err); k != verity.Internal {
+					t.Errorf("Run returned an error of kind %v (%v), want Internal", k, err)
+				}
+			})
+		})
+	}
 }
 
 func TestStatusReportsLagInEventsAndTime(t *testing.T) {

@@ -263,78 +263,66 @@ func (p *Projector) apply(ctx context.Context, v *view, batch []verity.RecordedE
 		return p.wrap("begin", err)
 	}
 	tx := &handlerTx{tx: ttx, v: v}
-	// statementError reports a pipelined statement's error against the event, or the
-	// batch, whose handler made the statement.
-	statementError := func(err error) error {
+	// blame reports err against the event, or the batch, whose handler made the pipelined
+	// statement that failed, when err is such a statement's error (whichever later call
+	// it surfaced in), and as orElse(err) otherwise. It looks at err as the target and
+	// the handler returned it, before anything here wraps it.
+	blame := func(err error, orElse func(error) error) error {
 		switch i := tx.eventOf(err); {
 		case i >= 0:
 			return p.eventError(batch[i], err)
 		case i == batchStatements:
 			return p.batchError(batch, err)
 		}
-		return nil
+		return orElse(err)
 	}
-	rollback := func(err error) error {
+	// fail rolls the batch back and reports err, through blame.
+	fail := func(err error, orElse func(error) error) error {
 		_ = ttx.Rollback(context.WithoutCancel(ctx))
 		if ctxErr := contextError(err); ctxErr != nil && ctx.Err() != nil {
 			return ctxErr
 		}
-		return nil
+		return blame(err, orElse)
 	}
-	fail := func(err error) error {
-		if ctxErr := rollback(err); ctxErr != nil {
-			return ctxErr
-		}
-		if serr := statementError(err); serr != nil {
-			return serr
-		}
-		return err
-	}
+	asIs := func(err error) error { return err }
 	if p.proj.HandleBatch != nil {
 		tx.cur = batchStatements
 		if len(batch) > 0 {
 			if err := p.proj.HandleBatch(ctx, tx, batch); err != nil {
 				// Whatever failed, statement or not, was the batch's.
-				if ctxErr := rollback(err); ctxErr != nil {
-					return ctxErr
-				}
-				return p.batchError(batch, err)
+				return fail(err, func(err error) error { return p.batchError(batch, err) })
 			}
 		}
-		tx.cur = -1
 	} else {
 		for i := range batch {
 			tx.cur = i
 			if err := p.proj.Handle(ctx, tx, batch[i]); err != nil {
-				return fail(p.eventError(batch[i], err))
+				return fail(err, func(err error) error { return p.eventError(batch[i], err) })
 			}
 		}
-		tx.cur = -1
 	}
+	tx.cur = -1
 	var got int64
 	err = tx.QueryRow(ctx, `UPDATE verity_projections SET position = $1, revision = $2
 		WHERE name = $3 AND position = $4 AND revision = $5 AND generation = $6 RETURNING position`,
 		int64(to.pos), int64(to.rev), v.key, int64(v.at.pos), int64(v.at.rev), v.gen).Scan(&got)
 	if errors.Is(err, sql.ErrNoRows) {
 		return fail(verity.Errorf(verity.Conflict, op, "projection %q: checkpoint %s moved from position %d, generation %d: is the projection running elsewhere?",
-			p.proj.Name, v.key, v.at.pos, v.gen))
+			p.proj.Name, v.key, v.at.pos, v.gen), asIs)
 	}
 	if err != nil {
-		return fail(p.wrap("write the checkpoint", err))
+		return fail(err, func(err error) error { return p.wrap("write the checkpoint", err) })
 	}
 	if then != nil {
 		if err := then(tx); err != nil {
-			return fail(err)
+			return fail(err, asIs)
 		}
 	}
 	if err := ttx.Commit(ctx); err != nil {
-		if serr := statementError(err); serr != nil {
-			return serr
-		}
 		if ctxErr := contextError(err); ctxErr != nil && ctx.Err() != nil {
 			return ctxErr
 		}
-		return p.wrap("commit", err)
+		return blame(err, func(err error) error { return p.wrap("commit", err) })
 	}
 	v.at = to
 	return nil
@@ -344,9 +332,7 @@ func (p *Projector) apply(ctx context.Context, v *view, batch []verity.RecordedE
 // cause is no *verity.Error).
 func (p *Projector) eventError(e verity.RecordedEvent, cause error) error {
 	var ve *verity.Error
-	if errors.As(cause, &ve) && ve.Op == op && ve.Stream == e.Stream {
-		return cause // already reported against this event
-	}
+	errors.As(cause, &ve)
 	kind := verity.Internal
 	if ve != nil {
 		kind = ve.Kind
@@ -359,9 +345,7 @@ func (p *Projector) eventError(e verity.RecordedEvent, cause error) error {
 // kind is the cause's (Internal when the cause is no *verity.Error).
 func (p *Projector) batchError(batch []verity.RecordedEvent, cause error) error {
 	var ve *verity.Error
-	if errors.As(cause, &ve) && ve.Op == op && ve.Stream != "" {
-		return cause // already reported against one of its events
-	}
+	errors.As(cause, &ve)
 	kind := verity.Internal
 	if ve != nil {
 		kind = ve.Kind

@@ -11,7 +11,6 @@ import (
 	"database/sql/driver"
 	"fmt"
 	"net/url"
-	"sync"
 	"time"
 
 	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
@@ -39,9 +38,12 @@ type Options struct {
 type Target struct {
 	db *sql.DB
 
-	mu    sync.Mutex // one write transaction at a time, on conn
-	conn  *sql.Conn
-	stmts map[string]*sql.Stmt
+	// writer holds a token from Begin to Commit or Rollback, and during Close: one write
+	// transaction at a time, on conn. A channel rather than a mutex, so that Begin can
+	// give up when its context ends. It guards the fields below.
+	writer chan struct{}
+	conn   *sql.Conn
+	stmts  map[string]*sql.Stmt
 	// raw holds Exec's statements prepared on conn's driver connection: Exec calls the
 	// driver directly, past database/sql's per-call locking, argument checks and result
 	// allocation, when its arguments are of the plain types the driver binds as they are
@@ -81,7 +83,7 @@ func Open(path string, opts Options) (*Target, error) {
 	db.SetMaxOpenConns(opts.ReadConns + 1)
 	db.SetMaxIdleConns(opts.ReadConns + 1)
 	db.SetConnMaxIdleTime(0)
-	t := &Target{db: db, stmts: map[string]*sql.Stmt{}, raw: map[string]driver.StmtExecContext{}}
+	t := &Target{db: db, writer: make(chan struct{}, 1), stmts: map[string]*sql.Stmt{}, raw: map[string]driver.StmtExecContext{}}
 	if err := db.Ping(); err != nil {
 		db.Close()
 		return nil, &verity.Error{Kind: verity.Unavailable, Op: "sqlite", Message: fmt.Sprintf("open %q", path), Err: err}
@@ -95,8 +97,8 @@ func (t *Target) DB() *sql.DB { return t.db }
 
 // Close closes the database; no transaction may be open.
 func (t *Target) Close() error {
-	t.mu.Lock()
-	defer t.mu.Unlock()
+	t.writer <- struct{}{}
+	defer func() { <-t.writer }()
 	for _, s := range t.stmts {
 		s.Close()
 	}
@@ -115,17 +117,22 @@ func (t *Target) Query(ctx context.Context, stmt string, args ...any) (projectio
 }
 
 // Begin implements projection.Target: BEGIN IMMEDIATE on the writer connection, which it
-// holds until Commit or Rollback.
+// holds until Commit or Rollback. It waits for the transaction that holds it to end, or
+// for ctx to end.
 func (t *Target) Begin(ctx context.Context) (projection.TargetTx, error) {
-	t.mu.Lock()
+	select {
+	case t.writer <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 	if t.stmts == nil {
-		t.mu.Unlock()
+		<-t.writer
 		return nil, verity.Errorf(verity.Unavailable, "sqlite", "target closed")
 	}
 	if t.conn == nil {
 		c, err := t.db.Conn(ctx)
 		if err != nil {
-			t.mu.Unlock()
+			<-t.writer
 			return nil, err
 		}
 		t.conn = c
@@ -133,7 +140,7 @@ func (t *Target) Begin(ctx context.Context) (projection.TargetTx, error) {
 	tx := &tx{t: t}
 	if err := tx.exec(ctx, "BEGIN IMMEDIATE"); err != nil {
 		t.dropConn()
-		t.mu.Unlock()
+		<-t.writer
 		return nil, err
 	}
 	return tx, nil
@@ -237,7 +244,7 @@ func (t *Target) stmt(ctx context.Context, s string) (*sql.Stmt, error) {
 	return st, nil
 }
 
-// tx holds t.mu from Begin to Commit or Rollback.
+// tx holds t.writer's token from Begin to Commit or Rollback.
 type tx struct {
 	t    *Target
 	done bool
@@ -306,7 +313,7 @@ func (x *tx) Commit(ctx context.Context) error {
 		return verity.Errorf(verity.Invalid, "sqlite", "transaction already ended")
 	}
 	x.done = true
-	defer x.t.mu.Unlock()
+	defer func() { <-x.t.writer }()
 	if err := x.exec(noCancel, "COMMIT"); err != nil {
 		// SQLite may or may not have rolled back: start afresh.
 		x.t.dropConn()
@@ -320,7 +327,7 @@ func (x *tx) Rollback(ctx context.Context) error {
 		return nil
 	}
 	x.done = true
-	defer x.t.mu.Unlock()
+	defer func() { <-x.t.writer }()
 	if err := x.exec(noCancel, "ROLLBACK"); err != nil {
 		x.t.dropConn()
 		return err
