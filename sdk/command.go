@@ -159,7 +159,9 @@ func WithCommandID(id uuid.UUID) CommandOption {
 }
 
 // WithMetadata sets the metadata written on every event of the command (correlation id,
-// causation id, who).
+// causation id, who). Options apply in order: given after ReactingTo it replaces the
+// correlation and causation ids ReactingTo set; given before, ReactingTo keeps its Extra
+// fields.
 func WithMetadata(md Metadata) CommandOption {
 	return func(o *commandOptions) { o.md = md }
 }
