@@ -516,7 +516,13 @@ func (gc *consumer) Nack(ctx context.Context, action verity.NackAction, reason s
 	gc.send(&verityv1.JoinGroupRequest{Request: &verityv1.JoinGroupRequest_Nack_{Nack: &verityv1.JoinGroupRequest_Nack{
 		Id: id, EventIds: verityv1.EventIDsToProto(ids), Action: verityv1.NackActionToProto(action), Reason: reason,
 	}}})
-	return gc.wait(ctx, p)
+	err := gc.wait(ctx, p)
+	if action == verity.NackStop && err != nil && ctx.Err() == nil && verity.KindOf(err) == verity.Conflict {
+		// The server ended the call for the stop this nack asked for, before its answer
+		// to the nack got out: the nack did what it was for. Recv reports the stop.
+		return nil
+	}
+	return err
 }
 
 // Close implements verity.GroupConsumer: it tells the server the consumer leaves and
