@@ -242,7 +242,9 @@ type GroupSettings struct {
 	// CheckpointAfter: the checkpoint is written at most this long after an ack moved it
 	// (default DefaultCheckpointAfter), once at least CheckpointLowerBound events were
 	// acknowledged since the last one (default DefaultCheckpointLowerBound; negative: 0),
-	// and always after CheckpointUpperBound (default DefaultCheckpointUpperBound).
+	// and always after CheckpointUpperBound (default DefaultCheckpointUpperBound). A log
+	// group's checkpoint moved only past events its filter leaves out is written once
+	// CheckpointAfter (at least 100 ms) has passed since it moved.
 	CheckpointAfter      time.Duration
 	CheckpointLowerBound int
 	CheckpointUpperBound int

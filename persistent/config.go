@@ -18,12 +18,17 @@ type Config struct {
 	// MaxPins bounds how many stream (or correlation) pins a Pinned group remembers; pins of
 	// keys with nothing outstanding are forgotten past it. Default 65,536.
 	MaxPins int
+	// StopTimeout bounds how long a stopping group (Close, RestartGroups, UpdateGroup,
+	// DeleteGroup) waits for its store calls, the final checkpoint write included; past it
+	// they are cancelled. It is real time, not Now. Default 5 s.
+	StopTimeout time.Duration
 }
 
 // Defaults of Config.
 const (
-	DefaultRetryDelay = time.Second
-	DefaultMaxPins    = 1 << 16
+	DefaultRetryDelay  = time.Second
+	DefaultMaxPins     = 1 << 16
+	DefaultStopTimeout = 5 * time.Second
 )
 
 func (c Config) withDefaults() Config {
@@ -39,6 +44,9 @@ func (c Config) withDefaults() Config {
 	if c.MaxPins == 0 {
 		c.MaxPins = DefaultMaxPins
 	}
+	if c.StopTimeout == 0 {
+		c.StopTimeout = DefaultStopTimeout
+	}
 	return c
 }
 
@@ -49,6 +57,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("persistent config: RetryDelay %v is negative", c.RetryDelay)
 	case c.MaxPins < 0:
 		return fmt.Errorf("persistent config: MaxPins %d is negative", c.MaxPins)
+	case c.StopTimeout < 0:
+		return fmt.Errorf("persistent config: StopTimeout %v is negative", c.StopTimeout)
 	}
 	return nil
 }

@@ -24,8 +24,13 @@
 // event of the source at or below C (a revision for a stream group, a position for a log
 // group) was acknowledged, skipped, or durably parked. For a log group the store's
 // MessageCheckpoint and CaughtUp messages move C past events the filter leaves out. The
-// checkpoint is written per CheckpointAfter / CheckpointLowerBound / CheckpointUpperBound,
-// and when the group stops (Close, RestartGroups, UpdateGroup).
+// checkpoint is written per CheckpointAfter / CheckpointLowerBound / CheckpointUpperBound
+// for acks; a move made only by such markers (left-out events, internal streams, events
+// already parked) is written once CheckpointAfter has passed since it began, unless all it
+// passed is checkpoints this Manager wrote (log groups would otherwise keep writing for
+// each other on an idle log). It is also written when the group stops (Close,
+// RestartGroups, UpdateGroup); a group's store calls get Config.StopTimeout to finish
+// once it is asked to stop, then they are cancelled, so a hanging store cannot hang Close.
 //
 // Parked events: verity.ParkedStreamOf(source, group) holds a $parked event per parked
 // event (original stream, revision, position, event id, reason, retry count, whether it

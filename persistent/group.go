@@ -23,6 +23,7 @@ type entry struct {
 	key      string // the pin key
 	retry    int
 	done     bool
+	marker   bool // a place the checkpoint may pass, not an event
 	owner    *consumer
 	deadline time.Time
 	rec      *parkRec // set for a replayed parked event
@@ -131,6 +132,10 @@ type group struct {
 	ops   chan op
 	stopc chan stopReq
 	done  chan struct{}
+	// ctx bounds the group's store calls; stop cancels it once the group had
+	// Config.StopTimeout to finish them.
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	loaded     bool
 	retryAt    time.Time
@@ -154,7 +159,8 @@ type group struct {
 	wcpOK                    bool
 	cursor, wcursor, upTo    int64
 	acksSince                int
-	dirtySince               time.Time
+	dirtySince               time.Time // when the first ack since the last write came
+	markSince                time.Time // when markers first moved the checkpoint since the last write
 	metaSet                  bool
 	newQ, retryQ, replayQ    []*entry
 	replayPending            []*parkRec
@@ -170,7 +176,9 @@ type group struct {
 }
 
 func newGroup(m *Manager, def definition) *group {
+	ctx, cancel := context.WithCancel(context.Background())
 	g := &group{
+		ctx: ctx, cancel: cancel,
 		m: m, def: def, set: effectiveOf(def.Settings),
 		log:          m.cfg.Logger.With("component", "persistent", "source", def.Stream, "group", def.Group),
 		logGroup:     def.Stream == verity.AllStream,
@@ -187,13 +195,23 @@ func newGroup(m *Manager, def definition) *group {
 	return g
 }
 
-// stop ends the actor and waits for it.
+// stop ends the actor and waits for it. The actor has Config.StopTimeout to finish its
+// store calls (the final checkpoint write among them); then they are cancelled, so a store
+// that hangs cannot hang the caller.
 func (g *group) stop(req stopReq) {
 	select {
 	case g.stopc <- req:
 	default: // already stopping
 	}
-	<-g.done
+	t := time.NewTimer(g.m.cfg.StopTimeout)
+	defer t.Stop()
+	select {
+	case <-g.done:
+	case <-t.C:
+		g.log.Warn("group did not stop in time; cancelling its store calls", "timeout", g.m.cfg.StopTimeout)
+		g.cancel()
+		<-g.done
+	}
 }
 
 // stopped reports whether the actor has ended.
@@ -252,6 +270,7 @@ func (g *group) tickPeriod() time.Duration {
 
 func (g *group) run() {
 	defer close(g.done)
+	defer g.cancel()
 	ticker := time.NewTicker(g.tickPeriod())
 	defer ticker.Stop()
 	g.tryLoad()
@@ -353,7 +372,7 @@ func (g *group) tryLoad() {
 }
 
 func (g *group) load() error {
-	ctx := context.Background()
+	ctx := g.ctx
 	st := g.m.store
 	g.cp, g.cpOK, g.cursor, g.upTo = 0, false, -1, -1
 	evs, err := st.ReadStream(ctx, g.cpStream, verity.ReadStreamOptions{Direction: verity.Backwards, FromEnd: true, Limit: 1})
@@ -446,7 +465,7 @@ func (g *group) liftIfClear(stream string) {
 }
 
 func (g *group) startReader() {
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(g.ctx)
 	opts := verity.SubscribeOptions{Stream: g.def.Stream, From: g.next, CheckpointEvery: max(g.set.batch, 1)}
 	if g.logGroup {
 		opts.Stream, opts.Filter = "", g.def.Filter
@@ -549,19 +568,54 @@ func (g *group) addMarker(pos uint64) {
 	g.see(pos)
 	if len(g.deque) == g.head {
 		g.cp, g.cpOK = pos, true
+		g.noteMarked()
 		return
 	}
 	if last := g.deque[len(g.deque)-1]; last.pos < pos {
-		g.deque = append(g.deque, &entry{pos: pos, done: true})
+		g.deque = append(g.deque, &entry{pos: pos, done: true, marker: true})
 	}
+}
+
+// noteMarked starts the checkpoint timer for a move of the checkpoint made by markers
+// (events the filter leaves out, internal streams, events already parked) rather than by
+// acks: it is written once CheckpointAfter has passed since it began, so a narrow log
+// group on a busy log keeps its checkpoint (and Lag) current at a bounded write rate. A
+// move over nothing but checkpoints this Manager wrote starts nothing: else log groups
+// would write checkpoints for each other's checkpoints for ever.
+func (g *group) noteMarked() {
+	if !g.markSince.IsZero() {
+		return
+	}
+	if g.passedOnlyOwn() {
+		return
+	}
+	g.markSince = g.m.cfg.Now()
+}
+
+// passedOnlyOwn reports whether a log group's checkpoint moved since the last write over
+// nothing but checkpoints this Manager wrote.
+func (g *group) passedOnlyOwn() bool {
+	if !g.logGroup {
+		return false
+	}
+	from := g.startPos() - 1
+	if g.wcpOK {
+		from = g.wcp
+	}
+	return g.m.onlyOwn(from, g.cp)
 }
 
 // advance moves the in-memory checkpoint over every handled event at the head.
 func (g *group) advance() {
+	marked := false
 	for g.head < len(g.deque) && g.deque[g.head].done {
+		marked = marked || g.deque[g.head].marker
 		g.cp, g.cpOK = g.deque[g.head].pos, true
 		g.deque[g.head] = nil
 		g.head++
+	}
+	if marked {
+		g.noteMarked()
 	}
 	if g.head == len(g.deque) {
 		g.deque, g.head = g.deque[:0], 0
@@ -692,7 +746,7 @@ func (g *group) flushParks() bool {
 			Reason: p.reason, RetryCount: p.e.retry, Held: p.held,
 		})}
 	}
-	res, err := g.m.store.Append(context.Background(), g.parkedStream, verity.Any(), evs...)
+	res, err := g.m.store.Append(g.ctx, g.parkedStream, verity.Any(), evs...)
 	if err != nil {
 		g.log.Error("cannot park events; they stay in line", "events", len(pend), "err", err)
 		for _, p := range pend {
@@ -886,7 +940,7 @@ func (g *group) fillReplay() {
 }
 
 func (g *group) readBack(r *parkRec) (verity.RecordedEvent, bool, error) {
-	ctx := context.Background()
+	ctx := g.ctx
 	var evs []verity.RecordedEvent
 	var err error
 	if g.logGroup {
@@ -906,13 +960,35 @@ func (g *group) readBack(r *parkRec) (verity.RecordedEvent, bool, error) {
 	return evs[0], true, nil
 }
 
+// minMarkedWait is the shortest wait before a move made by markers alone is written, so a
+// CheckpointAfter of zero does not write a checkpoint per marker.
+const minMarkedWait = 100 * time.Millisecond
+
+// maybeCheckpoint writes the checkpoint when acks reached CheckpointUpperBound, when they
+// reached CheckpointLowerBound and CheckpointAfter passed since the first of them, or when
+// CheckpointAfter passed since markers moved it (see noteMarked).
 func (g *group) maybeCheckpoint(now time.Time) {
 	if !g.dirty() {
 		return
 	}
-	if g.acksSince >= g.set.cpUpper || (g.acksSince >= g.set.cpLower && !g.dirtySince.IsZero() && now.Sub(g.dirtySince) >= g.set.cpAfter) {
-		if err := g.writeCheckpoint(); err != nil {
-			g.log.Error("cannot write checkpoint", "err", err)
+	acked := g.acksSince >= g.set.cpUpper || (g.acksSince >= g.set.cpLower && !g.dirtySince.IsZero() && now.Sub(g.dirtySince) >= g.set.cpAfter)
+	marked := !g.markSince.IsZero() && now.Sub(g.markSince) >= max(g.set.cpAfter, minMarkedWait)
+	if marked && !acked && g.passedOnlyOwn() {
+		// Another group's write noted after this group passed it: nothing to write.
+		g.markSince = time.Time{}
+		return
+	}
+	if !acked && !marked {
+		return
+	}
+	if err := g.writeCheckpoint(); err != nil {
+		g.log.Error("cannot write checkpoint", "err", err)
+		// Try again a period later rather than at every step.
+		if !g.dirtySince.IsZero() {
+			g.dirtySince = now
+		}
+		if !g.markSince.IsZero() {
+			g.markSince = now
 		}
 	}
 }
@@ -925,7 +1001,7 @@ func (g *group) writeCheckpoint() error {
 	if !g.loaded || !g.dirty() {
 		return nil
 	}
-	ctx := context.Background()
+	ctx := g.ctx
 	st := g.m.store
 	if !g.metaSet {
 		meta := verity.StreamMetadata{}
@@ -940,20 +1016,24 @@ func (g *group) writeCheckpoint() error {
 			// A deleted group's stream: the append below undeletes it; set the limit next time.
 		case meta.MaxCount != checkpointStreamMaxCnt:
 			meta.MaxCount = checkpointStreamMaxCnt
-			if _, err := st.SetStreamMetadata(ctx, g.cpStream, verity.Any(), meta); err != nil {
+			res, err := st.SetStreamMetadata(ctx, g.cpStream, verity.Any(), meta)
+			if err != nil {
 				return err
 			}
+			g.m.noteOwn(res.Position)
 			g.metaSet = true
 		default:
 			g.metaSet = true
 		}
 	}
 	rec := checkpointRecord{Incarnation: g.def.Incarnation, Checkpointed: g.cpOK, Checkpoint: g.cp, ParkedCursor: g.cursor}
-	if _, err := st.Append(ctx, g.cpStream, verity.Any(), verity.EventData{Type: EventTypeCheckpoint, Data: mustJSON(rec)}); err != nil {
+	res, err := st.Append(ctx, g.cpStream, verity.Any(), verity.EventData{Type: EventTypeCheckpoint, Data: mustJSON(rec)})
+	if err != nil {
 		return err
 	}
+	g.m.noteOwn(res.Position)
 	g.wcp, g.wcpOK, g.wcursor = g.cp, g.cpOK, g.cursor
-	g.acksSince, g.dirtySince = 0, time.Time{}
+	g.acksSince, g.dirtySince, g.markSince = 0, time.Time{}, time.Time{}
 	return nil
 }
 
@@ -1097,7 +1177,7 @@ func (g *group) replay(limit int) error {
 		return nil
 	}
 	upTo := g.parked[n-1].rev
-	_, err := g.m.store.Append(context.Background(), g.parkedStream, verity.Any(), verity.EventData{
+	_, err := g.m.store.Append(g.ctx, g.parkedStream, verity.Any(), verity.EventData{
 		Type: EventTypeReplayParked, Data: mustJSON(replayRecord{Incarnation: g.def.Incarnation, UpTo: upTo}),
 	})
 	if err != nil {

@@ -22,6 +22,45 @@ type Manager struct {
 	mu     sync.Mutex // guards groups and closed
 	groups map[groupKey]*group
 	closed bool
+
+	ownMu sync.Mutex
+	own   []uint64 // log positions of the checkpoint writes of this Manager, sorted
+}
+
+// maxOwn bounds how many checkpoint writes a Manager remembers. Forgetting one costs at
+// most one checkpoint write of a log group that takes it for progress.
+const maxOwn = 4096
+
+// noteOwn remembers that this Manager wrote the event at log position pos.
+func (m *Manager) noteOwn(pos uint64) {
+	if pos == 0 {
+		return
+	}
+	m.ownMu.Lock()
+	defer m.ownMu.Unlock()
+	i, found := slices.BinarySearch(m.own, pos)
+	if found {
+		return
+	}
+	m.own = slices.Insert(m.own, i, pos)
+	if len(m.own) > maxOwn {
+		m.own = slices.Delete(m.own, 0, maxOwn/2)
+	}
+}
+
+// onlyOwn reports whether every log position in (from, to] holds a checkpoint this
+// Manager wrote: a log group that passed only those has nothing new to write, else log
+// groups would keep writing checkpoints for each other's checkpoints. Positions are
+// gapless, so counting is enough.
+func (m *Manager) onlyOwn(from, to uint64) bool {
+	if to <= from {
+		return true
+	}
+	m.ownMu.Lock()
+	defer m.ownMu.Unlock()
+	lo, _ := slices.BinarySearch(m.own, from+1)
+	hi, _ := slices.BinarySearch(m.own, to+1)
+	return uint64(hi-lo) == to-from
 }
 
 var _ verity.Groups = (*Manager)(nil)
@@ -43,7 +82,8 @@ func New(store verity.Store, cfg Config) (*Manager, error) {
 }
 
 // Close stops every group, writing its checkpoint; consumers' Recv returns Unavailable.
-// It waits for every goroutine the Manager started and is idempotent.
+// It waits for every goroutine the Manager started and is idempotent. Groups stop side by
+// side, each within Config.StopTimeout: a store that hangs does not hang Close.
 func (m *Manager) Close() error {
 	m.admin.Lock()
 	defer m.admin.Unlock()
@@ -52,9 +92,13 @@ func (m *Manager) Close() error {
 	groups := m.groups
 	m.groups = map[groupKey]*group{}
 	m.mu.Unlock()
+	var wg sync.WaitGroup
 	for _, g := range groups {
-		g.stop(stopReq{err: verity.Errorf(verity.Unavailable, "recv", "persistent subscriptions closing"), checkpoint: true})
+		wg.Go(func() {
+			g.stop(stopReq{err: verity.Errorf(verity.Unavailable, "recv", "persistent subscriptions closing"), checkpoint: true})
+		})
 	}
+	wg.Wait()
 	return nil
 }
 

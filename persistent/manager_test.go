@@ -270,6 +270,9 @@ func TestConfigAndSettings(t *testing.T) {
 	if err := (Config{RetryDelay: -1}).Validate(); err == nil {
 		t.Fatal("negative RetryDelay accepted")
 	}
+	if err := (Config{StopTimeout: -time.Second}).Validate(); err == nil {
+		t.Fatal("negative StopTimeout accepted")
+	}
 	if err := (Config{}).Validate(); err != nil {
 		t.Fatalf("zero config: %v", err)
 	}
