@@ -1,0 +1,365 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sony/gobreaker/v2"
+
+	"github.com/verity-dev/verity/registry"
+)
+
+// upstream is one upstream service: its circuit breaker and counts. It outlives a reload
+// whose configuration keeps the service and the breaker's settings, so that a reload does
+// not close a breaker that protects a failing service.
+type upstream struct {
+	service  string
+	settings Breaker // with the defaults applied
+	cb       *gobreaker.TwoStepCircuitBreaker[struct{}]
+	attempts atomic.Int64 // attempts let through the breaker
+	failures atomic.Int64 // of which failed (error, timeout, 5xx)
+}
+
+// effective is b with its defaults applied.
+func (b Breaker) effective() Breaker {
+	return Breaker{Failures: b.failures(), OpenFor: b.openFor(), HalfOpenRequests: b.halfOpenRequests()}
+}
+
+func newUpstream(service string, b Breaker, log *slog.Logger) *upstream {
+	b = b.effective()
+	up := &upstream{service: service, settings: b}
+	up.cb = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
+		Name:        service,
+		MaxRequests: uint32(b.HalfOpenRequests),
+		Timeout:     b.OpenFor,
+		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= uint32(b.Failures) },
+		// A client that went away says nothing about the upstream's health.
+		IsExcluded: func(err error) bool { return errors.Is(err, errNotCounted) },
+		OnStateChange: func(name string, from, to gobreaker.State) {
+			log.Warn("gateway: circuit breaker changed state", "service", name, "from", from.String(), "to", to.String())
+		},
+	})
+	return up
+}
+
+// errNotCounted marks an attempt's outcome that the breaker neither counts as a failure
+// nor as a success: the client cancelled, or no instance was there to call.
+var errNotCounted = errors.New("not counted")
+
+// errRouteTimeout is the cause of a route's timeout, which tells it from a client that
+// went away (both end the request's context).
+var errRouteTimeout = errors.New("the route's timeout elapsed")
+
+// callError is a failure of an upstream call, with the status the gateway answers it with.
+type callError struct {
+	status     int
+	retryAfter time.Duration // > 0: a Retry-After header
+	service    string
+	msg        string
+	err        error
+}
+
+func (e *callError) Error() string {
+	s := fmt.Sprintf("service %q: %s", e.service, e.msg)
+	if e.err != nil {
+		s += ": " + e.err.Error()
+	}
+	return s
+}
+
+func (e *callError) Unwrap() error { return e.err }
+
+// isIdempotent says whether a request may be sent again (RFC 9110 section 9.2.2).
+func isIdempotent(method string) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodPut, http.MethodDelete:
+		return true
+	}
+	return false
+}
+
+// caller sends requests to one upstream service: it picks an instance through the
+// resolver, goes through the service's breaker, and retries idempotent requests. It is an
+// http.RoundTripper for the route's ReverseProxy; the request's URL path is the upstream
+// path and its host is ignored.
+type caller struct {
+	g         *Gateway
+	up        *upstream
+	resolver  *registry.Resolver
+	retries   int
+	backoff   time.Duration
+	bodyLimit int64
+}
+
+func (c *caller) RoundTrip(req *http.Request) (*http.Response, error) {
+	ctx := req.Context()
+	retries := 0
+	if isIdempotent(req.Method) {
+		retries = c.retries
+	}
+	// A request that may be retried needs its body again: buffer it, up to a bound past
+	// which the request is sent once, streaming.
+	var body []byte
+	var stream io.Reader
+	if req.Body != nil && req.Body != http.NoBody {
+		if retries > 0 {
+			buf, err := io.ReadAll(io.LimitReader(req.Body, c.bodyLimit+1))
+			if err != nil {
+				return nil, c.ended(ctx, err, "reading the request body")
+			}
+			if int64(len(buf)) > c.bodyLimit {
+				retries, stream = 0, io.MultiReader(bytes.NewReader(buf), req.Body)
+			} else {
+				body = buf
+			}
+		} else {
+			stream = req.Body
+		}
+	}
+	tried := map[string]bool{}
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			if err := c.sleep(ctx, attempt); err != nil {
+				return nil, c.ended(ctx, err, "waiting to retry")
+			}
+		}
+		resp, err, retry := c.attempt(req, tried, body, stream)
+		if retry && attempt < retries {
+			if resp != nil {
+				// Drain a little so that the connection can be reused.
+				io.CopyN(io.Discard, resp.Body, 64<<10)
+				resp.Body.Close()
+			}
+			continue
+		}
+		return resp, err
+	}
+}
+
+// attempt makes one attempt; retry says whether its failure may be retried.
+func (c *caller) attempt(req *http.Request, tried map[string]bool, body []byte, stream io.Reader) (resp *http.Response, err error, retry bool) {
+	ctx := req.Context()
+	service := c.up.service
+	report, err := c.up.cb.Allow()
+	if err != nil {
+		c.g.metrics.attempts.WithLabelValues(service, outcomeBreakerOpen).Inc()
+		return nil, &callError{status: http.StatusServiceUnavailable, retryAfter: c.up.settings.OpenFor,
+			service: service, msg: "circuit breaker is open", err: err}, false
+	}
+	in, release, err := c.pick(ctx, tried)
+	if err != nil {
+		report(errNotCounted)
+		if ctx.Err() != nil {
+			return nil, c.ended(ctx, ctx.Err(), "resolving an instance"), false
+		}
+		c.g.metrics.attempts.WithLabelValues(service, outcomeNoInstance).Inc()
+		return nil, &callError{status: http.StatusServiceUnavailable, retryAfter: time.Second,
+			service: service, msg: "no instance available", err: err}, false
+	}
+	tried[in.ID] = true
+	c.up.attempts.Add(1)
+	if info := infoOf(ctx); info != nil {
+		info.addUpstream(service + "/" + in.ID + "@" + in.Address)
+	}
+	out, err := outgoing(req, in.Address)
+	if err != nil {
+		release()
+		report(err)
+		c.up.failures.Add(1)
+		c.g.metrics.attempts.WithLabelValues(service, outcomeError).Inc()
+		return nil, &callError{status: http.StatusBadGateway, service: service, msg: fmt.Sprintf("instance %s", in.ID), err: err}, false
+	}
+	switch {
+	case body != nil:
+		out.Body, out.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+		out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	case stream != nil:
+		out.Body, out.GetBody = io.NopCloser(stream), nil
+	}
+	resp, err = c.g.transport.RoundTrip(out)
+	if err != nil {
+		release()
+		if ctx.Err() != nil {
+			cerr := c.ended(ctx, err, "calling instance "+in.ID)
+			if context.Cause(ctx) == errRouteTimeout {
+				report(err)
+				c.up.failures.Add(1)
+			} else {
+				report(errNotCounted)
+			}
+			return nil, cerr, false
+		}
+		report(err)
+		c.up.failures.Add(1)
+		c.g.metrics.attempts.WithLabelValues(service, outcomeError).Inc()
+		return nil, &callError{status: http.StatusBadGateway, service: service,
+			msg: fmt.Sprintf("instance %s at %s", in.ID, in.Address), err: err}, true
+	}
+	if resp.StatusCode >= 500 {
+		c.g.metrics.attempts.WithLabelValues(service, outcomeStatus5xx).Inc()
+		c.up.failures.Add(1)
+		report(fmt.Errorf("status %d", resp.StatusCode))
+		resp.Body = &doneBody{ReadCloser: resp.Body, done: func(error) { release() }}
+		retry := resp.StatusCode == http.StatusBadGateway || resp.StatusCode == http.StatusServiceUnavailable ||
+			resp.StatusCode == http.StatusGatewayTimeout
+		return resp, nil, retry
+	}
+	// The outcome of an answer is known once its body is read: a timeout or a broken
+	// connection halfway through is a failure.
+	resp.Body = &doneBody{ReadCloser: resp.Body, done: func(err error) {
+		release()
+		switch {
+		case err == nil:
+			c.g.metrics.attempts.WithLabelValues(service, outcomeSuccess).Inc()
+			report(nil)
+		case ctx.Err() != nil && context.Cause(ctx) != errRouteTimeout:
+			c.g.metrics.attempts.WithLabelValues(service, outcomeCanceled).Inc()
+			report(errNotCounted)
+		default:
+			outcome := outcomeError
+			if ctx.Err() != nil {
+				outcome = outcomeTimeout
+			}
+			c.g.metrics.attempts.WithLabelValues(service, outcome).Inc()
+			c.up.failures.Add(1)
+			report(err)
+		}
+	}}
+	return resp, nil, false
+}
+
+// ended describes a request whose context ended: the route's timeout (504) or the client
+// going away (not the upstream's fault; the status is never seen by anyone).
+func (c *caller) ended(ctx context.Context, err error, doing string) error {
+	if ctx.Err() != nil && context.Cause(ctx) == errRouteTimeout {
+		c.g.metrics.attempts.WithLabelValues(c.up.service, outcomeTimeout).Inc()
+		return &callError{status: http.StatusGatewayTimeout, service: c.up.service, msg: "timed out " + doing, err: errRouteTimeout}
+	}
+	if ctx.Err() != nil {
+		c.g.metrics.attempts.WithLabelValues(c.up.service, outcomeCanceled).Inc()
+		return &callError{status: statusClientClosed, service: c.up.service, msg: "the client went away while " + doing, err: ctx.Err()}
+	}
+	return &callError{status: http.StatusBadRequest, service: c.up.service, msg: doing, err: err}
+}
+
+// statusClientClosed is logged for a request whose client went away (nginx's 499); the
+// client never sees it.
+const statusClientClosed = 499
+
+// pick picks an instance, preferring one not tried yet: round-robin gives another one
+// within as many picks as there were instances tried.
+func (c *caller) pick(ctx context.Context, tried map[string]bool) (registry.Instance, func(), error) {
+	var first registry.Instance
+	var firstDone func()
+	for range len(tried) + 1 {
+		in, done, err := c.resolver.Pick(ctx, c.up.service)
+		if err != nil {
+			if firstDone != nil {
+				return first, firstDone, nil
+			}
+			return registry.Instance{}, nil, err
+		}
+		if !tried[in.ID] {
+			if firstDone != nil {
+				firstDone()
+			}
+			return in, done, nil
+		}
+		if firstDone == nil {
+			first, firstDone = in, done
+		} else {
+			done()
+		}
+	}
+	return first, firstDone, nil
+}
+
+// sleep waits before retry number attempt: exponential backoff from the base, capped at 20
+// times the base, with jitter (a random half of it) so that retries of many requests do
+// not arrive together.
+func (c *caller) sleep(ctx context.Context, attempt int) error {
+	d := c.backoff << min(attempt-1, 10)
+	d = min(d, 20*c.backoff)
+	d = d/2 + rand.N(d/2+1)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// outgoing is req sent to the instance at address ("host:port" or a URL whose path is
+// prepended), with a span of its own in the trace.
+func outgoing(req *http.Request, address string) (*http.Request, error) {
+	base, err := instanceURL(address)
+	if err != nil {
+		return nil, err
+	}
+	out := req.Clone(req.Context())
+	out.URL.Scheme, out.URL.Host, out.Host = base.Scheme, base.Host, ""
+	if p := strings.TrimSuffix(base.Path, "/"); p != "" {
+		if out.URL.RawPath != "" {
+			out.URL.RawPath = strings.TrimSuffix(base.EscapedPath(), "/") + out.URL.RawPath
+		}
+		out.URL.Path = p + out.URL.Path
+	}
+	if tc, ok := parseTraceparent(req.Header.Get(headerTraceparent)); ok {
+		out.Header.Set(headerTraceparent, tc.child().String())
+	}
+	return out, nil
+}
+
+func instanceURL(address string) (*url.URL, error) {
+	if !strings.Contains(address, "://") {
+		address = "http://" + address
+	}
+	u, err := url.Parse(address)
+	if err != nil {
+		return nil, fmt.Errorf("instance address %q: %w", address, err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("instance address %q is not host:port or an http(s) URL", address)
+	}
+	return u, nil
+}
+
+// doneBody calls done once, with nil at EOF or Close and with the error of a failed Read.
+type doneBody struct {
+	io.ReadCloser
+	once sync.Once
+	done func(error)
+}
+
+func (b *doneBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil {
+		if err == io.EOF {
+			b.finish(nil)
+		} else {
+			b.finish(err)
+		}
+	}
+	return n, err
+}
+
+func (b *doneBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.finish(nil)
+	return err
+}
+
+func (b *doneBody) finish(err error) { b.once.Do(func() { b.done(err) }) }
