@@ -156,8 +156,14 @@ func (v view) String() string {
 
 func readView(t testing.TB, tg projection.Target) view {
 	t.Helper()
+	return readViewOf(t, tg, "accounts", "categories")
+}
+
+// readViewOf reads the ledger from the named tables (e.g. an as-of build's).
+func readViewOf(t testing.TB, tg projection.Target, accounts, categories string) view {
+	t.Helper()
 	v := view{accounts: map[string][2]int64{}, categories: map[string]int64{}}
-	rows, err := tg.Query(context.Background(), `SELECT stream, total, n FROM accounts`)
+	rows, err := tg.Query(context.Background(), `SELECT stream, total, n FROM `+accounts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +178,7 @@ func readView(t testing.TB, tg projection.Target) view {
 	if err := rows.Close(); err != nil {
 		t.Fatal(err)
 	}
-	rows, err = tg.Query(context.Background(), `SELECT category, n FROM categories`)
+	rows, err = tg.Query(context.Background(), `SELECT category, n FROM `+categories)
 	if err != nil {
 		t.Fatal(err)
 	}

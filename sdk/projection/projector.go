@@ -45,6 +45,7 @@ type Projector struct {
 	setup   bool
 
 	rebuildMu sync.Mutex // one Rebuild at a time
+	asOfMu    sync.Mutex // one BuildAsOf or DropAsOf at a time
 
 	runMu   sync.Mutex // guards the three below
 	running bool
@@ -97,13 +98,23 @@ func New(store verity.Store, target Target, p Projection, cfg Config) (*Projecto
 }
 
 func (p *Projector) newView(key string, gen int64, at checkpoint) *view {
+	return p.newViewNamed(key, gen, at, func(table string) string {
+		switch {
+		case key == p.proj.Name:
+			return table
+		case strings.HasPrefix(key, p.proj.Name+asOfSep) && key != p.proj.Name+rebuildSuffix:
+			return table + "__" + strings.TrimPrefix(key, p.proj.Name+asOfSep)
+		}
+		return fmt.Sprintf("%s__g%d", table, gen)
+	})
+}
+
+// newViewNamed is newView with the tables' names in this view given by name.
+func (p *Projector) newViewNamed(key string, gen int64, at checkpoint, name func(table string) string) *view {
 	v := &view{key: key, gen: gen, names: map[string]string{}, cache: map[string]string{}, at: at}
 	var pairs []string
 	for _, t := range p.proj.Tables {
-		name := t.Name
-		if key != p.proj.Name {
-			name = fmt.Sprintf("%s__g%d", t.Name, gen)
-		}
+		name := name(t.Name)
 		v.names[t.Name] = name
 		pairs = append(pairs, "{"+t.Name+"}", name)
 	}

@@ -1,0 +1,3 @@
+package consolidator
+
+const op = "consolidator"
