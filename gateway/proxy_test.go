@@ -131,6 +131,29 @@ routes: [{name: c, match: "/", service: customers, retries: 2}]
 	})
 }
 
+func TestAPostIsRetriedOnlyWhenItWasNeverSent(t *testing.T) {
+	e := newEnv(t)
+	good := e.upstream("orders", "b-good", echo("b-good"))
+	// A crashed instance the registry still lists: connecting to it fails, so nothing was
+	// sent and even a POST may go to another instance.
+	e.register("orders", "a-gone", closedAddr(t))
+	_, url := e.gateway(parse(t, `
+defaults: {retryBackoff: 1ms, breaker: {failures: 1000}}
+routes: [{name: o, match: "/", service: orders, retries: 2}]
+`))
+	for range 4 {
+		a := e.do("POST", url+"/orders", `{"n":1}`)
+		var got echoed
+		a.json(t, &got)
+		if a.status != 200 || got.Body != `{"n":1}` {
+			t.Fatalf("status %d, body reached %q: want the POST sent to the live instance", a.status, got.Body)
+		}
+	}
+	if n := good.hits.Load(); n != 4 {
+		t.Errorf("the live instance got %d POSTs, want each of the 4 once", n)
+	}
+}
+
 func TestRouteTimeout(t *testing.T) {
 	e := newEnv(t)
 	g := newGate()

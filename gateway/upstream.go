@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -104,27 +105,22 @@ type caller struct {
 
 func (c *caller) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
-	retries := 0
-	if isIdempotent(req.Method) {
-		retries = c.retries
-	}
 	// A request that may be retried needs its body again: buffer it, up to a bound past
-	// which the request is sent once, streaming.
+	// which the request is sent once, streaming. Every method may be retried when the
+	// connection to an instance could not even be made (nothing was sent), so bodies of
+	// non-idempotent requests are buffered too.
+	replayable := true
 	var body []byte
 	var stream io.Reader
 	if req.Body != nil && req.Body != http.NoBody {
-		if retries > 0 {
-			buf, err := io.ReadAll(io.LimitReader(req.Body, c.bodyLimit+1))
-			if err != nil {
-				return nil, c.ended(ctx, err, "reading the request body")
-			}
-			if int64(len(buf)) > c.bodyLimit {
-				retries, stream = 0, io.MultiReader(bytes.NewReader(buf), req.Body)
-			} else {
-				body = buf
-			}
+		buf, err := io.ReadAll(io.LimitReader(req.Body, c.bodyLimit+1))
+		if err != nil {
+			return nil, c.ended(ctx, err, "reading the request body")
+		}
+		if int64(len(buf)) > c.bodyLimit {
+			replayable, stream = false, io.MultiReader(bytes.NewReader(buf), req.Body)
 		} else {
-			stream = req.Body
+			body = buf
 		}
 	}
 	tried := map[string]bool{}
@@ -135,7 +131,8 @@ func (c *caller) RoundTrip(req *http.Request) (*http.Response, error) {
 			}
 		}
 		resp, err, retry := c.attempt(req, tried, body, stream)
-		if retry && attempt < retries {
+		may := retry == retryAlways || retry == retryIdempotent && isIdempotent(req.Method)
+		if may && replayable && attempt < c.retries {
 			if resp != nil {
 				// Drain a little so that the connection can be reused.
 				io.CopyN(io.Discard, resp.Body, 64<<10)
@@ -147,25 +144,41 @@ func (c *caller) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 }
 
+// retryKind says whether a failed attempt may be made again.
+type retryKind uint8
+
+const (
+	retryNever      retryKind = iota
+	retryIdempotent           // the request may have reached the instance: only idempotent methods
+	retryAlways               // the connection was never made: nothing was sent, any method
+)
+
+// notSent reports whether err is a failure to connect, before any byte of the request
+// was written.
+func notSent(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
 // attempt makes one attempt; retry says whether its failure may be retried.
-func (c *caller) attempt(req *http.Request, tried map[string]bool, body []byte, stream io.Reader) (resp *http.Response, err error, retry bool) {
+func (c *caller) attempt(req *http.Request, tried map[string]bool, body []byte, stream io.Reader) (resp *http.Response, err error, retry retryKind) {
 	ctx := req.Context()
 	service := c.up.service
 	report, err := c.up.cb.Allow()
 	if err != nil {
 		c.g.metrics.attempts.WithLabelValues(service, outcomeBreakerOpen).Inc()
 		return nil, &callError{status: http.StatusServiceUnavailable, retryAfter: c.up.settings.OpenFor,
-			service: service, msg: "circuit breaker is open", err: err}, false
+			service: service, msg: "circuit breaker is open", err: err}, retryNever
 	}
 	in, release, err := c.pick(ctx, tried)
 	if err != nil {
 		report(errNotCounted)
 		if ctx.Err() != nil {
-			return nil, c.ended(ctx, ctx.Err(), "resolving an instance"), false
+			return nil, c.ended(ctx, ctx.Err(), "resolving an instance"), retryNever
 		}
 		c.g.metrics.attempts.WithLabelValues(service, outcomeNoInstance).Inc()
 		return nil, &callError{status: http.StatusServiceUnavailable, retryAfter: time.Second,
-			service: service, msg: "no instance available", err: err}, false
+			service: service, msg: "no instance available", err: err}, retryNever
 	}
 	tried[in.ID] = true
 	c.up.attempts.Add(1)
@@ -178,7 +191,7 @@ func (c *caller) attempt(req *http.Request, tried map[string]bool, body []byte, 
 		report(err)
 		c.up.failures.Add(1)
 		c.g.metrics.attempts.WithLabelValues(service, outcomeError).Inc()
-		return nil, &callError{status: http.StatusBadGateway, service: service, msg: fmt.Sprintf("instance %s", in.ID), err: err}, false
+		return nil, &callError{status: http.StatusBadGateway, service: service, msg: fmt.Sprintf("instance %s", in.ID), err: err}, retryNever
 	}
 	switch {
 	case body != nil:
@@ -198,21 +211,28 @@ func (c *caller) attempt(req *http.Request, tried map[string]bool, body []byte, 
 			} else {
 				report(errNotCounted)
 			}
-			return nil, cerr, false
+			return nil, cerr, retryNever
 		}
 		report(err)
 		c.up.failures.Add(1)
 		c.g.metrics.attempts.WithLabelValues(service, outcomeError).Inc()
+		kind := retryIdempotent
+		if notSent(err) {
+			kind = retryAlways
+		}
 		return nil, &callError{status: http.StatusBadGateway, service: service,
-			msg: fmt.Sprintf("instance %s at %s", in.ID, in.Address), err: err}, true
+			msg: fmt.Sprintf("instance %s at %s", in.ID, in.Address), err: err}, kind
 	}
 	if resp.StatusCode >= 500 {
 		c.g.metrics.attempts.WithLabelValues(service, outcomeStatus5xx).Inc()
 		c.up.failures.Add(1)
 		report(fmt.Errorf("status %d", resp.StatusCode))
 		resp.Body = &doneBody{ReadCloser: resp.Body, done: func(error) { release() }}
-		retry := resp.StatusCode == http.StatusBadGateway || resp.StatusCode == http.StatusServiceUnavailable ||
-			resp.StatusCode == http.StatusGatewayTimeout
+		retry := retryNever
+		if resp.StatusCode == http.StatusBadGateway || resp.StatusCode == http.StatusServiceUnavailable ||
+			resp.StatusCode == http.StatusGatewayTimeout {
+			retry = retryIdempotent
+		}
 		return resp, nil, retry
 	}
 	// The outcome of an answer is known once its body is read: a timeout or a broken
@@ -236,7 +256,7 @@ func (c *caller) attempt(req *http.Request, tried map[string]bool, body []byte, 
 			report(err)
 		}
 	}}
-	return resp, nil, false
+	return resp, nil, retryNever
 }
 
 // ended describes a request whose context ended: the route's timeout (504) or the client
