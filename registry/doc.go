@@ -21,5 +21,13 @@
 // outages, deregister on shutdown. A Resolver turns a service name into one live, healthy
 // instance per request, round-robin or least-outstanding-requests, from a watch rather
 // than a call per request. Both talk to small interfaces (Registrar, Source) that the
-// Registry implements and a network client can implement too.
+// Registry and the network Client implement alike.
+//
+// # Over the network
+//
+// NewHandler serves a Registry as HTTP/JSON with server-sent-event watches (verity serve
+// mounts it at /registry); Client is its network client, whose watches reconnect by
+// themselves and start again from a snapshot. A Prober, beside a Registry or over a
+// Client, GETs the health check path that instances name in their metadata and sets them
+// unhealthy after failures in a row, healthy again after a success.
 package registry

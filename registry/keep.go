@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/verity-dev/verity"
 )
 
@@ -25,13 +27,21 @@ const deregisterTimeout = 5 * time.Second
 // registry no longer knows the instance), and keeps trying through other failures (the
 // registry is down or restarting). When ctx ends it deregisters the instance and returns
 // nil, or that Deregister's error. It returns at once on an Invalid or Conflict
-// registration, which retrying would not cure. An empty in.ID is generated at the first
-// registration and kept.
+// registration, which retrying would not cure. An empty in.ID is generated before the
+// first registration and kept.
 func KeepRegistered(ctx context.Context, r Registrar, in Instance, every time.Duration) error {
 	if every < 0 {
 		return verity.Errorf(verity.Invalid, "keep registered", "heartbeat interval %v is negative", every)
 	}
-	registered := false
+	if in.ID == "" {
+		// Chosen here rather than by the registry: over a network a registration can
+		// succeed while its answer is lost, and registering again under the same id
+		// replaces it rather than leaving a second instance behind.
+		in.ID = uuid.NewString()
+	}
+	// registered: the last registration or heartbeat succeeded. unsure: a registration
+	// was cut short by ctx, so the registry may hold the instance all the same.
+	registered, unsure := false, false
 	wait := every
 	if wait == 0 {
 		wait = time.Second // until a lease tells the TTL
@@ -41,7 +51,7 @@ func KeepRegistered(ctx context.Context, r Registrar, in Instance, every time.Du
 	for {
 		select {
 		case <-ctx.Done():
-			if !registered {
+			if !registered && !unsure {
 				return nil
 			}
 			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), deregisterTimeout)
@@ -65,6 +75,8 @@ func KeepRegistered(ctx context.Context, r Registrar, in Instance, every time.Du
 			switch {
 			case err == nil:
 				registered, in.ID = true, lease.InstanceID
+			case ctx.Err() != nil:
+				unsure = true
 				if every == 0 && lease.TTL > 0 {
 					wait = max(lease.TTL/3, time.Millisecond)
 				}

@@ -78,6 +78,13 @@ type Config struct {
 	// 10s.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 
+	// RegistryTTL is how long a service instance stays in the registry without a heartbeat.
+	// Default 10s.
+	RegistryTTL time.Duration `yaml:"registry_ttl"`
+	// RegistryProbeInterval is how often the registry probes the health check of instances
+	// that name one (metadata "healthCheck"). Default 10s.
+	RegistryProbeInterval time.Duration `yaml:"registry_probe_interval"`
+
 	// LogLevel is debug, info, warn or error. Default info.
 	LogLevel string `yaml:"log_level"`
 	// LogFormat is text or json. Default text.
@@ -163,6 +170,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("config: max_concurrent_streams %d below 1", c.MaxConcurrentStreams)
 	case c.ReadHeaderTimeout < 0, c.IdleTimeout < 0, c.ShutdownTimeout < 0:
 		return errors.New("config: timeouts must not be negative")
+	case c.RegistryTTL < 0 || c.RegistryTTL > 0 && c.RegistryTTL < time.Millisecond:
+		return fmt.Errorf("config: registry_ttl %v: want 1ms or more", c.RegistryTTL)
+	case c.RegistryProbeInterval < 0:
+		return fmt.Errorf("config: registry_probe_interval %v is negative", c.RegistryProbeInterval)
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		return err
@@ -231,6 +242,8 @@ var Settings = []Setting{
 	duration("read-header-timeout", "`DURATION` a client may take to send request headers (default 10s)", func(c *Config) *time.Duration { return &c.ReadHeaderTimeout }),
 	duration("idle-timeout", "close connections idle for `DURATION` (default 2m)", func(c *Config) *time.Duration { return &c.IdleTimeout }),
 	duration("shutdown-timeout", "bound (`DURATION`) on draining in-flight requests at shutdown (default 10s)", func(c *Config) *time.Duration { return &c.ShutdownTimeout }),
+	duration("registry-ttl", "service instances leave the registry after `DURATION` without a heartbeat (default 10s)", func(c *Config) *time.Duration { return &c.RegistryTTL }),
+	duration("registry-probe-interval", "probe the health check of registered instances every `DURATION` (default 10s)", func(c *Config) *time.Duration { return &c.RegistryProbeInterval }),
 	str("log-level", "`LEVEL`: debug, info, warn or error (default info)", func(c *Config) *string { return &c.LogLevel }),
 	str("log-format", "`FORMAT`: text or json (default text)", func(c *Config) *string { return &c.LogFormat }),
 }

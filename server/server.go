@@ -40,12 +40,13 @@ var Version = "0.3.0-dev"
 // health and metrics. New opens the store; Start listens; Shutdown drains and closes (cmd/verity runs it until a
 // signal).
 type Server struct {
-	cfg     Config
-	log     *slog.Logger
-	engine  *engine.Engine
-	auth    *auth.Service
-	groups  *persistent.Manager // the persistent subscriptions, over the engine itself
-	metrics *metrics
+	cfg      Config
+	log      *slog.Logger
+	engine   *engine.Engine
+	auth     *auth.Service
+	groups   *persistent.Manager // the persistent subscriptions, over the engine itself
+	registry registryParts       // the service registry, over the engine itself (registry.go)
+	metrics  *metrics
 
 	tls       *tls.Config // nil: plaintext
 	split     *splitListener
@@ -123,6 +124,12 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 	}
 	s.groups = g
 	s.metrics.reg.MustRegister(newGroupCollector(g))
+	if err := s.openRegistry(); err != nil {
+		g.Close()
+		a.Close()
+		e.Close()
+		return nil, err
+	}
 
 	s.grpc = grpc.NewServer(
 		grpc.MaxRecvMsgSize(cfg.MaxRequestBytes),
@@ -160,6 +167,9 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 	mux.Handle("/users/", users)
 	mux.Handle("/tokens", users)
 	mux.Handle("/tokens/", users)
+	reg := s.registryHandler()
+	mux.Handle("/registry", reg)
+	mux.Handle("/registry/", reg)
 	mux.Handle("/", s.endStreamsAtShutdown(httpapi.New(access{s}, httpapi.Options{
 		MaxBodyBytes:              int64(cfg.MaxRequestBytes),
 		MaxSubscriptionsPerClient: cfg.MaxSubscriptionsPerConnection,
@@ -431,6 +441,7 @@ func (s *Server) Close() error {
 		if s.grpc != nil {
 			s.grpc.Stop()
 		}
+		s.closeRegistry() // before the engine: the registry and its prober write to it
 		if s.groups != nil {
 			s.groups.Close() // before the engine: groups flush their checkpoints to it
 		}
