@@ -43,6 +43,7 @@ var commands = []command{
 	{"services", "list and watch the service registry's instances", runServices},
 	{"gateway", "run the API gateway: routes, composition and commands over registry services", runGateway},
 	{"consolidate", "run SQL read models (projections) off the log, and show or rebuild them", runConsolidate},
+	{"demo", "drive the shop reference system: demo load sends traffic through the gateway", runDemo},
 	{"verify", "check a data directory's checksums and hash chain", runVerify},
 	{"scavenge", "reclaim the space of deleted and expired events", runScavenge},
 	{"bench", "measure append and read throughput of the engine or the server, against peers", runBench},
@@ -124,7 +125,7 @@ Usage:
 Commands:
 `)
 	for _, c := range commands {
-		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.synopsis)
+		fmt.Fprintf(w, "  %-12s %s\n", c.name, c.synopsis)
 	}
 	fmt.Fprint(w, `
 Commands that work on a local data directory take --data DIR (default ./verity-data).

@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 
 	"github.com/verity-dev/verity/server"
@@ -53,8 +55,9 @@ Examples:
 }
 
 // serve runs a server with cfg until ctx ends. started, when set, is called once the server
-// listens, with its address.
-func serve(ctx context.Context, cfg server.Config, stderr io.Writer, started func(addr string)) error {
+// listens; it may start more parts beside the server and return their stop, which runs
+// before the server shuts down. An error from started stops the server.
+func serve(ctx context.Context, cfg server.Config, stderr io.Writer, started func(srv *server.Server, logger *slog.Logger) (stop func() error, err error)) error {
 	logger := server.NewLogger(cfg, stderr)
 	srv, err := server.New(cfg, logger)
 	if err != nil {
@@ -64,10 +67,13 @@ func serve(ctx context.Context, cfg server.Config, stderr io.Writer, started fun
 		srv.Close()
 		return err
 	}
+	stop := func() error { return nil }
 	if started != nil {
-		started(srv.Addr().String())
+		if stop, err = started(srv, logger); err != nil {
+			return errors.Join(err, srv.Shutdown(context.Background()))
+		}
 	}
 	<-ctx.Done()
 	logger.Info("shutting down", "cause", fmt.Sprint(context.Cause(ctx)))
-	return srv.Shutdown(context.Background())
+	return errors.Join(stop(), srv.Shutdown(context.Background()))
 }
