@@ -67,9 +67,10 @@ func commandIDOf(route, key string) uuid.UUID {
 // commandUserKey is the context key of the authenticated user of a request.
 type commandUserKey struct{}
 
-// withCommandUser returns ctx carrying the request's authenticated user: whoever
-// authenticates a request (the gateway's auth, a middleware) sets it, and command routes
-// record it in the command's metadata under sdk.UserIDKey.
+// withCommandUser returns ctx carrying the request's authenticated user, which command
+// routes record in the command's metadata under sdk.UserIDKey. The gateway has no
+// authentication of its own yet, so nothing outside the tests sets it: commands carry no
+// userId until it does.
 func withCommandUser(ctx context.Context, user string) context.Context {
 	return context.WithValue(ctx, commandUserKey{}, user)
 }

@@ -79,7 +79,7 @@ func (c *composer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		errs[c.calls[i].Name] = res.err.Error()
-		if failed == nil && c.required(i) {
+		if c.required(i) && (failed == nil || errors.Is(failed.err, errSiblingFailed) && !errors.Is(res.err, errSiblingFailed)) {
 			failed, failedName = res, c.calls[i].Name
 		}
 	}
@@ -148,9 +148,10 @@ func (c *composer) parallel(r *http.Request, results []callResult) {
 		})
 	}
 	wg.Wait()
-	// A call cancelled because a sibling failed is not what the answer reports.
+	// A call cancelled because a sibling failed is not what the answer reports: the
+	// failure that caused it is (ServeHTTP skips errSiblingFailed when it picks one).
 	for i := range results {
-		if context.Cause(ctx) == errSiblingFailed && errors.Is(results[i].err, context.Canceled) && !c.required(i) {
+		if context.Cause(ctx) == errSiblingFailed && errors.Is(results[i].err, context.Canceled) {
 			results[i].err = errSiblingFailed
 		}
 	}

@@ -235,6 +235,19 @@ func (c *caller) attempt(req *http.Request, tried map[string]bool, body []byte, 
 		}
 		return resp, nil, retry
 	}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		// An upgrade (WebSocket): the instance accepted it, and the connection is now the
+		// client's. ReverseProxy needs the body to stay writable to splice the two; the
+		// instance counts as busy until the connection closes.
+		c.g.metrics.attempts.WithLabelValues(service, outcomeSuccess).Inc()
+		report(nil)
+		if rwc, ok := resp.Body.(io.ReadWriteCloser); ok {
+			resp.Body = &upgradedBody{ReadWriteCloser: rwc, release: release}
+		} else {
+			release()
+		}
+		return resp, nil, retryNever
+	}
 	// The outcome of an answer is known once its body is read: a timeout or a broken
 	// connection halfway through is a failure.
 	resp.Body = &doneBody{ReadCloser: resp.Body, done: func(err error) {
@@ -243,7 +256,8 @@ func (c *caller) attempt(req *http.Request, tried map[string]bool, body []byte, 
 		case err == nil:
 			c.g.metrics.attempts.WithLabelValues(service, outcomeSuccess).Inc()
 			report(nil)
-		case ctx.Err() != nil && context.Cause(ctx) != errRouteTimeout:
+		case ctx.Err() != nil && context.Cause(ctx) != errRouteTimeout,
+			ctx.Err() == nil && errors.Is(err, errAbandoned):
 			c.g.metrics.attempts.WithLabelValues(service, outcomeCanceled).Inc()
 			report(errNotCounted)
 		default:
@@ -357,7 +371,13 @@ func instanceURL(address string) (*url.URL, error) {
 	return u, nil
 }
 
-// doneBody calls done once, with nil at EOF or Close and with the error of a failed Read.
+// errAbandoned is the outcome of an answer closed before its end: whoever read it (the
+// proxy, when the client stopped reading) gave up, which says nothing of the upstream.
+var errAbandoned = errors.New("the answer was closed before its end")
+
+// doneBody calls done once: with nil at EOF, with the error of a failed Read, and with
+// errAbandoned at a Close before EOF (a client that went away must count neither as a
+// success nor as a failure).
 type doneBody struct {
 	io.ReadCloser
 	once sync.Once
@@ -378,8 +398,22 @@ func (b *doneBody) Read(p []byte) (int, error) {
 
 func (b *doneBody) Close() error {
 	err := b.ReadCloser.Close()
-	b.finish(nil)
+	b.finish(errAbandoned)
 	return err
 }
 
 func (b *doneBody) finish(err error) { b.once.Do(func() { b.done(err) }) }
+
+// upgradedBody is the connection of an upgraded exchange: writable, as ReverseProxy needs
+// it, and releasing the instance once closed.
+type upgradedBody struct {
+	io.ReadWriteCloser
+	once    sync.Once
+	release func()
+}
+
+func (b *upgradedBody) Close() error {
+	err := b.ReadWriteCloser.Close()
+	b.once.Do(b.release)
+	return err
+}

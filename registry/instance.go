@@ -121,6 +121,11 @@ func validateID(op, id string) error {
 			return verity.Errorf(verity.Invalid, op, "instance id %q: only letters, digits and '.', '_', ':', '-' are allowed", id)
 		}
 	}
+	if id == "." || id == ".." {
+		// The HTTP API puts the id in a path (/instances/{id}/heartbeat), where a server
+		// cleans these away: the instance could be registered but never renewed.
+		return verity.Errorf(verity.Invalid, op, "instance id %q: a path segment of its own; use another id", id)
+	}
 	return nil
 }
 

@@ -301,6 +301,8 @@ func TestInvalidInputIsRefusedAndRecordsNothing(t *testing.T) {
 		{"a service name with an underscore", with(func(in *registry.Instance) { in.Service = "or_ders" }), `"or_ders"`},
 		{"a service name over 63 bytes", with(func(in *registry.Instance) { in.Service = strings.Repeat("a", 64) }), "over 63"},
 		{"an id with a space", with(func(in *registry.Instance) { in.ID = "o 1" }), `"o 1"`},
+		{"an id that is a path's dot", with(func(in *registry.Instance) { in.ID = "." }), `"."`},
+		{"an id that is a path's dot-dot", with(func(in *registry.Instance) { in.ID = ".." }), `"..": a path segment`},
 		{"an id over 128 bytes", with(func(in *registry.Instance) { in.ID = strings.Repeat("i", 129) }), "over 128"},
 		{"no address", with(func(in *registry.Instance) { in.Address = "" }), "address is empty"},
 		{"an address without a port", with(func(in *registry.Instance) { in.Address = "localhost" }), `"localhost"`},

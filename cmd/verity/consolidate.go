@@ -27,7 +27,7 @@ import (
 
 // defaultAdmin is where `verity consolidate` serves its admin API, and where its status,
 // rebuild and asof subcommands look for it.
-const defaultAdmin = "127.0.0.1:2115"
+const defaultAdmin = "127.0.0.1:8082"
 
 const consolidateAbout = `
 Runs the projections of a YAML file (docs/consolidator.md) into SQL read models, SQLite
@@ -49,7 +49,7 @@ Examples:
   verity consolidate --config views.yaml --data ./verity-data --target postgres://postgres@127.0.0.1:5432/app?sslmode=disable
   verity consolidate status
   verity consolidate asof orders_overview --time 2025-01-31T09:00:00Z
-  curl -s http://127.0.0.1:2115/views/orders_overview/tables/orders_overview?limit=10`
+  curl -s http://127.0.0.1:8082/views/orders_overview/tables/orders_overview?limit=10`
 
 // runConsolidate is `verity consolidate`.
 func runConsolidate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
