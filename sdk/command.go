@@ -175,7 +175,13 @@ func ReactingTo(e Event, key string) CommandOption {
 		o.id = CommandID(e.Recorded.ID, key)
 		extra := o.md.Extra
 		o.md = CausedBy(e.Recorded)
-		o.md.Extra = extra
+		// Extra fields set by earlier options win over those carried from the cause.
+		for k, v := range extra {
+			if o.md.Extra == nil {
+				o.md.Extra = map[string]json.RawMessage{}
+			}
+			o.md.Extra[k] = v
+		}
 	}
 }
 

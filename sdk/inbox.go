@@ -39,6 +39,8 @@ const (
 const (
 	// TraceparentKey holds the W3C trace context of the request that submitted the command.
 	TraceparentKey = "traceparent"
+	// TracestateKey holds the W3C tracestate that came with the traceparent, if any.
+	TracestateKey = "tracestate"
 	// UserIDKey holds the authenticated user who submitted the command.
 	UserIDKey = "userId"
 )

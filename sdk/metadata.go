@@ -113,7 +113,18 @@ func CausedBy(e verity.RecordedEvent) Metadata {
 	if corr == "" {
 		corr = e.ID.String()
 	}
-	return Metadata{CorrelationID: corr, CausationID: e.ID.String()}
+	out := Metadata{CorrelationID: corr, CausationID: e.ID.String()}
+	// The W3C trace context travels with the chain of causes, so that every event a
+	// request led to, across services, carries the request's trace.
+	for _, k := range []string{TraceparentKey, TracestateKey} {
+		if v, ok := md.Extra[k]; ok {
+			if out.Extra == nil {
+				out.Extra = map[string]json.RawMessage{}
+			}
+			out.Extra[k] = v
+		}
+	}
+	return out
 }
 
 // CorrelationID returns the "$correlationId" of a recorded event's metadata, or "".

@@ -209,6 +209,20 @@ func TestMetadata(t *testing.T) {
 			t.Fatal("CorrelationID or CausationID misread")
 		}
 	})
+	t.Run("CausedBy carries the trace context and nothing else", func(t *testing.T) {
+		tp := `"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"`
+		cause := verity.RecordedEvent{ID: uuid.New(), Metadata: []byte(`{"traceparent":` + tp + `,"tracestate":"v=1","userId":"ann"}`)}
+		md := sdk.CausedBy(cause)
+		if string(md.Extra["traceparent"]) != tp || string(md.Extra["tracestate"]) != `"v=1"` {
+			t.Errorf("trace context not carried: %+v", md.Extra)
+		}
+		if _, ok := md.Extra["userId"]; ok {
+			t.Errorf("userId carried to the effect: %+v", md.Extra)
+		}
+		if md := sdk.CausedBy(verity.RecordedEvent{ID: uuid.New()}); md.Extra != nil {
+			t.Errorf("extra fields from nowhere: %+v", md.Extra)
+		}
+	})
 }
 
 func TestDeterministicIDs(t *testing.T) {

@@ -310,6 +310,32 @@ func TestTheShopRunsThroughTheGateway(t *testing.T) {
 		}
 		return nil
 	})
+	// The request's trace reaches every event it led to, across the services.
+	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
+	var traced outcome
+	if code, _ := f.call("POST", "/api/orders", map[string]any{"customerId": ann, "lines": []map[string]any{{"sku": "tea", "qty": 1}}}, &traced,
+		"traceparent", "00-"+traceID+"-00f067aa0ba902b7-01"); code != http.StatusOK {
+		t.Fatalf("place a traced order: %d", code)
+	}
+	tracedID := orderIDOf(t, traced)
+	eventually(t, "the traced order's payment is recorded", func() error {
+		_, err := f.store.ReadStream(t.Context(), "payment-"+tracedID, verity.ReadStreamOptions{Limit: 10})
+		return err
+	})
+	for _, stream := range []string{"ordercommand-" + traced.CommandID, "order-" + tracedID, "reservation-" + tracedID, "payment-" + tracedID} {
+		evs, err := f.store.ReadStream(t.Context(), stream, verity.ReadStreamOptions{Limit: 10})
+		if err != nil {
+			t.Fatalf("read %s: %v", stream, err)
+		}
+		for _, e := range evs {
+			var md struct{ Traceparent string }
+			json.Unmarshal(e.Metadata, &md)
+			if !strings.HasPrefix(md.Traceparent, "00-"+traceID+"-") {
+				t.Errorf("%s %s: traceparent %q, want the request's trace %s", stream, e.Type, md.Traceparent, traceID)
+			}
+		}
+	}
+
 	var details map[string]json.RawMessage
 	f.mustCall("GET", "/api/orders/"+id+"/details", nil, http.StatusOK, &details)
 	for _, part := range []string{"order", "customer", "payment"} {
@@ -325,7 +351,7 @@ func TestTheShopRunsThroughTheGateway(t *testing.T) {
 	if code/100 != 4 || o.State != "" && o.State != "rejected" {
 		t.Errorf("order for an unknown customer: %d %+v, want a 4xx rejection", code, o)
 	}
-	f.viewsEqualTheLog([]string{id})
+	f.viewsEqualTheLog([]string{id, tracedID})
 }
 
 func TestOrdersGoOnWhileCustomersIsDownAndTheBreakerOpens(t *testing.T) {
