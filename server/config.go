@@ -85,6 +85,11 @@ type Config struct {
 	// that name one (metadata "healthCheck"). Default 10s.
 	RegistryProbeInterval time.Duration `yaml:"registry_probe_interval"`
 
+	// DisableEventIndex turns off the event index (the file event-index.sqlite in the data
+	// directory) that the console's event lookup and causation chain read; they then
+	// answer 503. Default false: the index is kept.
+	DisableEventIndex bool `yaml:"disable_event_index"`
+
 	// LogLevel is debug, info, warn or error. Default info.
 	LogLevel string `yaml:"log_level"`
 	// LogFormat is text or json. Default text.
@@ -214,6 +219,8 @@ type Setting struct {
 	Env   string // e.g. "VERITY_TLS_CERT"
 	Usage string
 	set   func(c *Config, v string) error
+	// isBool: the flag may be given without a value (--insecure).
+	isBool bool
 }
 
 // Settings lists every scalar setting, in the order `verity serve --help` shows them. The
@@ -244,6 +251,7 @@ var Settings = []Setting{
 	duration("shutdown-timeout", "bound (`DURATION`) on draining in-flight requests at shutdown (default 10s)", func(c *Config) *time.Duration { return &c.ShutdownTimeout }),
 	duration("registry-ttl", "service instances leave the registry after `DURATION` without a heartbeat (default 10s)", func(c *Config) *time.Duration { return &c.RegistryTTL }),
 	duration("registry-probe-interval", "probe the health check of registered instances every `DURATION` (default 10s)", func(c *Config) *time.Duration { return &c.RegistryProbeInterval }),
+	boolean("disable-event-index", "keep no event index (the console's event lookup and causation chain answer 503)", func(c *Config) *bool { return &c.DisableEventIndex }),
 	str("log-level", "`LEVEL`: debug, info, warn or error (default info)", func(c *Config) *string { return &c.LogLevel }),
 	str("log-format", "`FORMAT`: text or json (default text)", func(c *Config) *string { return &c.LogFormat }),
 }
@@ -260,7 +268,7 @@ func str(name, usage string, field func(*Config) *string) Setting {
 }
 
 func boolean(name, usage string, field func(*Config) *bool) Setting {
-	return Setting{Flag: name, Env: envName(name), Usage: usage, set: func(c *Config, v string) error {
+	return Setting{Flag: name, Env: envName(name), Usage: usage, isBool: true, set: func(c *Config, v string) error {
 		b, err := strconv.ParseBool(v)
 		*field(c) = b
 		return err
@@ -307,7 +315,7 @@ func (f *Flags) Register(fs *flag.FlagSet) {
 	f.given = map[string]string{}
 	for _, s := range Settings {
 		name := s.Flag
-		if s.Flag == "insecure" {
+		if s.isBool {
 			fs.BoolFunc(name, s.Usage+" (env "+s.Env+")", func(v string) error {
 				f.record(name, v)
 				return nil

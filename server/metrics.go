@@ -32,6 +32,11 @@ type metrics struct {
 
 	subsMu sync.Mutex
 	subs   map[*observedSub]struct{}
+
+	// commits and commitEvents add up the group commits for /stats, which wants totals
+	// the histogram holds only inside the Prometheus registry.
+	commits      atomic.Uint64
+	commitEvents atomic.Uint64
 }
 
 func newMetrics() *metrics {
@@ -89,6 +94,15 @@ func (m *metrics) onCommit(c engine.CommitInfo) {
 	m.appendBytes.Add(float64(c.Bytes))
 	m.fsync.Observe(c.Fsync.Seconds())
 	m.groupCommit.Observe(float64(c.Events))
+	m.commits.Add(1)
+	m.commitEvents.Add(uint64(c.Events))
+}
+
+// activeSubscriptions counts the live subscriptions of every protocol.
+func (m *metrics) activeSubscriptions() int {
+	m.subsMu.Lock()
+	defer m.subsMu.Unlock()
+	return len(m.subs)
 }
 
 func (m *metrics) onDenied(_ auth.Principal, a auth.Action, _ string) {

@@ -25,7 +25,9 @@ import (
 
 	"github.com/verity-dev/verity"
 	"github.com/verity-dev/verity/auth"
+	"github.com/verity-dev/verity/console"
 	"github.com/verity-dev/verity/engine"
+	"github.com/verity-dev/verity/eventindex"
 	"github.com/verity-dev/verity/persistent"
 	"github.com/verity-dev/verity/protocol/grpcapi"
 	"github.com/verity-dev/verity/protocol/httpapi"
@@ -46,7 +48,9 @@ type Server struct {
 	auth     *auth.Service
 	groups   *persistent.Manager // the persistent subscriptions, over the engine itself
 	registry registryParts       // the service registry, over the engine itself (registry.go)
+	events   *eventindex.Index   // the event index the console reads (console.go); nil when disabled
 	metrics  *metrics
+	started  time.Time
 
 	tls       *tls.Config // nil: plaintext
 	split     *splitListener
@@ -79,7 +83,7 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	s := &Server{cfg: cfg, log: logger, metrics: newMetrics(), serveErr: make(chan error, 1)}
+	s := &Server{cfg: cfg, log: logger, metrics: newMetrics(), serveErr: make(chan error, 1), started: time.Now()}
 	s.streams, s.cancelStreams = context.WithCancel(context.Background())
 
 	e, err := engine.Open(engine.Config{
@@ -130,6 +134,13 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 		e.Close()
 		return nil, err
 	}
+	if err := s.openEventIndex(); err != nil {
+		s.closeRegistry()
+		g.Close()
+		a.Close()
+		e.Close()
+		return nil, err
+	}
 
 	s.grpc = grpc.NewServer(
 		grpc.MaxRecvMsgSize(cfg.MaxRequestBytes),
@@ -170,11 +181,21 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 	reg := s.registryHandler()
 	mux.Handle("/registry", reg)
 	mux.Handle("/registry/", reg)
-	mux.Handle("/", s.endStreamsAtShutdown(httpapi.New(access{s}, httpapi.Options{
+	// The console's files are public (they hold no data); every call they make goes
+	// through the API below with the user's credentials.
+	mux.Handle(console.Prefix, console.Handler())
+	mux.Handle(strings.TrimSuffix(console.Prefix, "/"), http.RedirectHandler(console.Prefix, http.StatusMovedPermanently))
+	apiOpts := httpapi.Options{
 		MaxBodyBytes:              int64(cfg.MaxRequestBytes),
 		MaxSubscriptionsPerClient: cfg.MaxSubscriptionsPerConnection,
 		Logger:                    logger,
-	})))
+		Log:                       e,
+		Stats:                     s.stats,
+	}
+	if s.events != nil { // a nil *Index in the interface would not read as "no index"
+		apiOpts.Events = s.events
+	}
+	mux.Handle("/", s.endStreamsAtShutdown(httpapi.New(access{s}, apiOpts)))
 
 	// Only HTTP/1.x reaches net/http: HTTP/2 connections are gRPC's (see listen.go).
 	var protocols http.Protocols
@@ -272,7 +293,8 @@ func (r *statusRecorder) Flush() {
 // endStreamsAtShutdown ends server-sent event streams when shutdown begins.
 func (s *Server) endStreamsAtShutdown(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !strings.Contains(r.Header.Get("Accept"), "text/event-stream") && !strings.HasPrefix(r.URL.Path, "/subscribe") {
+		if !strings.Contains(r.Header.Get("Accept"), "text/event-stream") && !strings.HasPrefix(r.URL.Path, "/subscribe") &&
+			r.URL.Path != "/stats/stream" {
 			h.ServeHTTP(w, r)
 			return
 		}
@@ -442,6 +464,9 @@ func (s *Server) Close() error {
 			s.grpc.Stop()
 		}
 		s.closeRegistry() // before the engine: the registry and its prober write to it
+		if s.events != nil {
+			s.events.Close() // before the engine: it follows the log
+		}
 		if s.groups != nil {
 			s.groups.Close() // before the engine: groups flush their checkpoints to it
 		}

@@ -25,6 +25,9 @@ const (
 	adminAuth  = "Basic YWRtaW46Y2hhbmdlaXQ=" // admin:changeit
 	nobodyAuth = "Bearer nobody"              // authenticated, but every call is denied
 	opsAuth    = "Bearer ops"                 // a second admin, another client for the limits
+	readerAuth = "Bearer reader"              // may read every stream but those named secret*
+	watchAuth  = "Bearer watcher"             // role $ops, every store call denied
+	anonAuth   = "Bearer anonymous"           // the anonymous caller of a server with auth on
 )
 
 // fakeAccess lets anonymous callers and admin in as admins with the raw store, authenticates
@@ -42,6 +45,12 @@ func (a *fakeAccess) Authenticate(_ context.Context, authorization string) (auth
 		return auth.Principal{Name: "ops", Roles: []string{auth.RoleAdmins}}, nil
 	case nobodyAuth:
 		return auth.Principal{Name: "nobody"}, nil
+	case readerAuth:
+		return auth.Principal{Name: "reader"}, nil
+	case watchAuth:
+		return auth.Principal{Name: "watcher", Roles: []string{auth.RoleOps}}, nil
+	case anonAuth:
+		return auth.Principal{}, nil
 	}
 	return auth.Principal{}, verity.Errorf(verity.Unauthenticated, "authenticate", "wrong user name or password")
 }
@@ -50,7 +59,28 @@ func (a *fakeAccess) Store(p auth.Principal) verity.Store {
 	if p.IsAdmin() {
 		return a.store
 	}
+	if p.Name == "reader" {
+		return readerStore{Store: a.store}
+	}
 	return denyStore{}
+}
+
+// readerStore lets "reader" read every stream but those whose name starts with "secret",
+// and the log only through a filter, as auth's store does for a user limited by rules.
+type readerStore struct{ verity.Store }
+
+func (s readerStore) ReadStream(ctx context.Context, stream string, opts verity.ReadStreamOptions) ([]verity.RecordedEvent, error) {
+	if strings.HasPrefix(stream, "secret") || verity.IsSystemStream(stream) {
+		return nil, verity.Errorf(verity.PermissionDenied, "read stream", "user reader may not read stream %q", stream)
+	}
+	return s.Store.ReadStream(ctx, stream, opts)
+}
+
+func (s readerStore) ReadAll(ctx context.Context, opts verity.ReadAllOptions) ([]verity.RecordedEvent, error) {
+	if opts.Filter.IsZero() {
+		return nil, verity.Errorf(verity.PermissionDenied, "read all", "user reader may not read $all without a filter")
+	}
+	return s.Store.ReadAll(ctx, opts)
 }
 
 func (a *fakeAccess) Groups(p auth.Principal) verity.Groups {

@@ -54,6 +54,25 @@ type Options struct {
 	// Logger receives internal errors (the client is told only that one happened).
 	// Default slog.Default().
 	Logger *slog.Logger
+
+	// The console-support endpoints (docs/http-api.md, "Console support"). Each is off
+	// (answered 503) while its source is nil.
+
+	// Log is the store as the server sees it, unguarded. Stream search (GET /streams)
+	// scans it within SearchScanBudget and lists only the streams the caller's own store
+	// lets them read. Nil: search reads through the caller's store, so a non-admin must
+	// give a prefix or category they may read.
+	Log verity.Store
+	// SearchScanBudget is the most events one page of a stream search reads, so that a
+	// page answers quickly on any log. Default 50,000.
+	SearchScanBudget int
+	// Stats takes the server's figures for GET /stats and GET /stats/stream.
+	Stats StatsFunc
+	// StatsInterval is how often GET /stats/stream sends the figures. Default 1s.
+	StatsInterval time.Duration
+	// Events is the event index behind GET /events/{id}, its chain, and
+	// GET /correlations/{id}.
+	Events EventIndex
 }
 
 // Defaults of Options.
@@ -84,6 +103,10 @@ func (o Options) Validate() error {
 		return bad("DefaultReadLimit", o.DefaultReadLimit)
 	case o.MaxReadLimit < 0:
 		return bad("MaxReadLimit", o.MaxReadLimit)
+	case o.SearchScanBudget < 0:
+		return bad("SearchScanBudget", o.SearchScanBudget)
+	case o.StatsInterval < 0:
+		return bad("StatsInterval", o.StatsInterval)
 	}
 	o = o.withDefaults()
 	if o.DefaultReadLimit > o.MaxReadLimit {
@@ -114,12 +137,19 @@ func (o Options) withDefaults() Options {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	if o.SearchScanBudget == 0 {
+		o.SearchScanBudget = DefaultSearchScanBudget
+	}
+	if o.StatsInterval == 0 {
+		o.StatsInterval = DefaultStatsInterval
+	}
 	return o
 }
 
 // New returns the HTTP/JSON API as one handler serving the routes of docs/http-api.md
-// (/streams, /streams/{stream}, /streams/{stream}/metadata, /subscribe/{stream}, and the
-// consumer groups under /subscriptions) and a JSON
+// (/streams, /streams/{stream}, /streams/{stream}/metadata, /subscribe/{stream}, the
+// consumer groups under /subscriptions, and the console's /stats, /events/{id} and
+// /correlations/{id}) and a JSON
 // 404 for any other path, so it can be mounted at "/" beneath more specific routes. It is
 // safe for concurrent use; an event stream it serves ends when the request's context ends.
 // New panics if opts.Validate fails: the server validates its configuration first.
@@ -144,9 +174,15 @@ func New(access Access, opts Options) http.Handler {
 	h.route(mux, "GET /subscriptions/{stream}/{group}", h.getGroup)
 	h.route(mux, "DELETE /subscriptions/{stream}/{group}", h.deleteGroup)
 	h.route(mux, "POST /subscriptions/{stream}/{group}/replay-parked", h.replayParked)
+	h.route(mux, "GET /streams", h.searchStreams)
+	h.route(mux, "GET /stats", h.getStats)
+	h.route(mux, "GET /stats/stream", h.streamStats)
+	h.route(mux, "GET /events/{id}", h.getEvent)
+	h.route(mux, "GET /events/{id}/chain", h.getChain)
+	h.route(mux, "GET /correlations/{id}", h.getCorrelation)
 	// ServeMux answers a wrong method with a plain-text 405; these answer in JSON.
 	notAllowed := map[string]string{
-		"/streams":                                      "POST",
+		"/streams":                                      "GET, HEAD, POST",
 		"/streams/{stream}":                             "GET, HEAD, POST, DELETE",
 		"/streams/{stream}/metadata":                    "GET, HEAD, PUT",
 		"/subscribe/{stream}":                           "GET, HEAD",
@@ -154,6 +190,11 @@ func New(access Access, opts Options) http.Handler {
 		"/subscriptions/{stream}":                       "GET, HEAD",
 		"/subscriptions/{stream}/{group}":               "GET, HEAD, PUT, POST, DELETE",
 		"/subscriptions/{stream}/{group}/replay-parked": "POST",
+		"/stats":             "GET, HEAD",
+		"/stats/stream":      "GET, HEAD",
+		"/events/{id}":       "GET, HEAD",
+		"/events/{id}/chain": "GET, HEAD",
+		"/correlations/{id}": "GET, HEAD",
 	}
 	for pattern, allow := range notAllowed {
 		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {

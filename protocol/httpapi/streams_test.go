@@ -654,7 +654,7 @@ func TestRouting(t *testing.T) {
 	}{
 		{"a wrong method on a stream", "PUT", "/streams/x", 405, "GET, HEAD, POST, DELETE"},
 		{"a wrong method on metadata", "POST", "/streams/x/metadata", 405, "GET, HEAD, PUT"},
-		{"a wrong method on the multi-append", "GET", "/streams", 405, "POST"},
+		{"a wrong method on the multi-append and search", "PUT", "/streams", 405, "GET, HEAD, POST"},
 		{"a wrong method on a subscription", "POST", "/subscribe/x", 405, "GET, HEAD"},
 		{"an unknown path", "GET", "/nothing", 404, ""},
 		{"an unescaped slash in a stream name", "GET", "/streams/a/b", 404, ""},

@@ -1,0 +1,307 @@
+package eventindex
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/verity-dev/verity"
+	"github.com/verity-dev/verity/sdk/projection"
+	"github.com/verity-dev/verity/sdk/projection/sqlite"
+)
+
+// Metadata keys the index reads, as sdk.Metadata writes them. The same names without the
+// "$" are read too when the "$" ones are absent: hand-written events (the HTTP API's own
+// examples) often use them.
+const (
+	CorrelationIDKey = "$correlationId"
+	CausationIDKey   = "$causationId"
+)
+
+// Config shapes an Index. The zero value of every field but Path means its default.
+type Config struct {
+	// Path is the SQLite file; it is created, with its -wal and -shm files beside it, if
+	// missing. Required.
+	Path string
+	// BatchSize is the most events indexed in one transaction. Default 1,000.
+	BatchSize int
+	// RetryDelay is how long the index waits, after following the log failed, before it
+	// follows it again from its checkpoint. Default 1s.
+	RetryDelay time.Duration
+	// Logger receives the failures of following the log. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// DefaultRetryDelay is Config.RetryDelay's default.
+const DefaultRetryDelay = time.Second
+
+// Validate names the first field that is wrong.
+func (c Config) Validate() error {
+	const op = "event index config"
+	switch {
+	case c.Path == "":
+		return verity.Errorf(verity.Invalid, op, "Path is empty; give the SQLite file's path")
+	case c.BatchSize < 0 || c.BatchSize > projection.MaxBatchSize:
+		return verity.Errorf(verity.Invalid, op, "BatchSize %d: want 0 (the default) to %d", c.BatchSize, projection.MaxBatchSize)
+	case c.RetryDelay < 0:
+		return verity.Errorf(verity.Invalid, op, "RetryDelay %v is negative", c.RetryDelay)
+	}
+	return nil
+}
+
+// Ref is where an event is, as the index knows it, with the ids its metadata links it by.
+type Ref struct {
+	ID       string // the event's id, a UUID in canonical form
+	Position uint64
+	Stream   string
+	Revision uint64
+	// CausationID and CorrelationID are the metadata's, "" when it has none. A value that
+	// is a UUID is kept in canonical (lower case) form, so that it matches event ids.
+	CausationID   string
+	CorrelationID string
+}
+
+// Status is where the index stands.
+type Status struct {
+	// Position is the log position up to which every event is indexed.
+	Position uint64
+	// LagEvents is the log's head position minus Position.
+	LagEvents uint64
+	// CaughtUp says the index has caught up with the log since it opened.
+	CaughtUp bool
+	// LastError is the last failure of following the log, cleared once it catches up
+	// again; the index retries after Config.RetryDelay.
+	LastError error
+}
+
+// projectionName keys the index's checkpoint in the file.
+const projectionName = "event_index"
+
+// Index follows a store's log into a SQLite file and answers lookups from it. Its methods
+// may be called concurrently; Close stops the goroutine that follows the log.
+type Index struct {
+	target *sqlite.Target
+	proj   *projection.Projector
+	log    *slog.Logger
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Open opens (or creates) the index file and starts following store's whole log from the
+// file's checkpoint, in a goroutine that Close stops. It returns at once: lookups answer
+// from what is indexed so far (Status tells how far that is). store should be the
+// unguarded store: the index holds every event's place, and callers decide who may see
+// which event when they fetch it.
+func Open(store verity.Store, cfg Config) (*Index, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.RetryDelay == 0 {
+		cfg.RetryDelay = DefaultRetryDelay
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	target, err := sqlite.Open(cfg.Path, sqlite.Options{})
+	if err != nil {
+		return nil, err
+	}
+	proj, err := projection.New(store, target, projection.Projection{
+		Name: projectionName,
+		Tables: []projection.Table{{
+			Name: "events",
+			// position is the rowid: the table is kept in log order, and the other
+			// indexes lead to it.
+			Create: []string{
+				`CREATE TABLE IF NOT EXISTS {events} (
+					position       INTEGER PRIMARY KEY,
+					id             TEXT NOT NULL,
+					stream         TEXT NOT NULL,
+					revision       INTEGER NOT NULL,
+					causation_id   TEXT,
+					correlation_id TEXT
+				)`,
+				`CREATE INDEX IF NOT EXISTS {events}_by_id ON {events} (id)`,
+				`CREATE INDEX IF NOT EXISTS {events}_by_causation ON {events} (causation_id) WHERE causation_id IS NOT NULL`,
+				`CREATE INDEX IF NOT EXISTS {events}_by_correlation ON {events} (correlation_id, position) WHERE correlation_id IS NOT NULL`,
+			},
+		}},
+		Handle: handle,
+	}, projection.Config{BatchSize: cfg.BatchSize})
+	if err != nil {
+		target.Close()
+		return nil, err
+	}
+	if err := proj.Setup(context.Background()); err != nil {
+		target.Close()
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	x := &Index{target: target, proj: proj, log: cfg.Logger, cancel: cancel, done: make(chan struct{})}
+	go x.follow(ctx, cfg.RetryDelay)
+	return x, nil
+}
+
+// follow runs the projection until ctx ends, starting it again after a failure: the store
+// may be briefly unavailable, and the index must not stay behind for good.
+func (x *Index) follow(ctx context.Context, retry time.Duration) {
+	defer close(x.done)
+	for {
+		err := x.proj.Run(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		x.log.Error("event index: following the log failed; retrying", "err", err, "after", retry)
+		t := time.NewTimer(retry)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// handle indexes one event.
+func handle(ctx context.Context, tx projection.Tx, e verity.RecordedEvent) error {
+	caus, corr := linksOf(e.Metadata)
+	return tx.Exec(ctx, `INSERT INTO {events} (position, id, stream, revision, causation_id, correlation_id)
+		VALUES ($1, $2, $3, $4, $5, $6)`,
+		int64(e.Position), e.ID.String(), e.Stream, int64(e.Revision), nullable(caus), nullable(corr))
+}
+
+func nullable(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// linksOf reads the causation and correlation ids of an event's metadata. Metadata that is
+// not a JSON object, or ids that are not strings, count as none: the index describes the
+// log as it is and never refuses an event.
+func linksOf(md []byte) (causation, correlation string) {
+	// Most events have no links; skip the JSON decoding for them.
+	if len(md) == 0 || !strings.Contains(string(md), "ationId") {
+		return "", ""
+	}
+	var obj map[string]json.RawMessage
+	if json.Unmarshal(md, &obj) != nil {
+		return "", ""
+	}
+	str := func(keys ...string) string {
+		for _, k := range keys {
+			var s string
+			if v, ok := obj[k]; ok && json.Unmarshal(v, &s) == nil && s != "" {
+				return Canonical(s)
+			}
+		}
+		return ""
+	}
+	return str(CausationIDKey, "causationId"), str(CorrelationIDKey, "correlationId")
+}
+
+// Canonical returns id in the form the index keeps it: a UUID in canonical lower-case
+// form, anything else as it is.
+func Canonical(id string) string {
+	if u, err := uuid.Parse(id); err == nil {
+		return u.String()
+	}
+	return id
+}
+
+const refColumns = `id, position, stream, revision, COALESCE(causation_id, ''), COALESCE(correlation_id, '')`
+
+// Lookup returns the place of the event with this id (the first one, should two streams
+// hold events with the same id). Errors: NotFound when no indexed event has it.
+func (x *Index) Lookup(ctx context.Context, id string) (Ref, error) {
+	refs, err := x.query(ctx, `SELECT `+refColumns+` FROM events WHERE id = $1 ORDER BY position LIMIT 1`, Canonical(id))
+	if err != nil {
+		return Ref{}, err
+	}
+	if len(refs) == 0 {
+		return Ref{}, verity.Errorf(verity.NotFound, "event index", "no event with id %q", id)
+	}
+	return refs[0], nil
+}
+
+// CausedBy returns up to limit events whose causation id is id, in log order.
+func (x *Index) CausedBy(ctx context.Context, id string, limit int) ([]Ref, error) {
+	return x.query(ctx, `SELECT `+refColumns+` FROM events WHERE causation_id = $1 ORDER BY position LIMIT $2`, Canonical(id), max(limit, 0))
+}
+
+// Correlated returns up to limit events of correlation id, newest first, at positions
+// below before (0: no bound): those whose correlation id is id, and the event whose id is
+// id, if any, since a workflow's first event usually carries no correlation id of its own
+// (sdk.CausedBy correlates its effects by its id).
+func (x *Index) Correlated(ctx context.Context, id string, before uint64, limit int) ([]Ref, error) {
+	bound := int64(1<<63 - 1)
+	if before > 0 && before < 1<<63 {
+		bound = int64(before)
+	}
+	id = Canonical(id)
+	return x.query(ctx, `SELECT `+refColumns+` FROM events
+		WHERE (correlation_id = $1 OR id = $1) AND position < $2 ORDER BY position DESC LIMIT $3`, id, bound, max(limit, 0))
+}
+
+func (x *Index) query(ctx context.Context, stmt string, args ...any) ([]Ref, error) {
+	rows, err := x.target.Query(ctx, stmt, args...)
+	if err != nil {
+		return nil, x.wrap(err)
+	}
+	defer rows.Close()
+	var out []Ref
+	for rows.Next() {
+		var r Ref
+		var pos, rev int64
+		if err := rows.Scan(&r.ID, &pos, &r.Stream, &rev, &r.CausationID, &r.CorrelationID); err != nil {
+			return nil, x.wrap(err)
+		}
+		r.Position, r.Revision = uint64(pos), uint64(rev)
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, x.wrap(err)
+	}
+	return out, nil
+}
+
+func (x *Index) wrap(err error) error {
+	var e *verity.Error
+	if errors.As(err, &e) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	if errors.Is(err, sql.ErrConnDone) {
+		return verity.Errorf(verity.Unavailable, "event index", "the index is closed")
+	}
+	return &verity.Error{Kind: verity.Internal, Op: "event index", Message: "query the index", Err: err}
+}
+
+// Status reports how far the index has got.
+func (x *Index) Status(ctx context.Context) (Status, error) {
+	st, err := x.proj.Status(ctx)
+	if err != nil {
+		return Status{}, err
+	}
+	return Status{Position: st.Position, LagEvents: st.LagEvents, CaughtUp: st.CaughtUp, LastError: st.LastError}, nil
+}
+
+// Close stops following the log and closes the file. It is idempotent.
+func (x *Index) Close() error {
+	x.closeOnce.Do(func() {
+		x.cancel()
+		<-x.done
+		x.closeErr = x.target.Close()
+	})
+	return x.closeErr
+}
