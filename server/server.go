@@ -49,6 +49,7 @@ type Server struct {
 	groups   *persistent.Manager // the persistent subscriptions, over the engine itself
 	registry registryParts       // the service registry, over the engine itself (registry.go)
 	events   *eventindex.Index   // the event index the console reads (console.go); nil when disabled
+	platform platform            // the platform parts' admin APIs, for the console (platform.go)
 	metrics  *metrics
 	started  time.Time
 
@@ -184,6 +185,7 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 	// The console's files are public (they hold no data); every call they make goes
 	// through the API below with the user's credentials.
 	mux.Handle(console.Prefix, console.Handler())
+	mux.HandleFunc(PlatformPrefix, s.servePlatform)
 	mux.Handle(strings.TrimSuffix(console.Prefix, "/"), http.RedirectHandler(console.Prefix, http.StatusMovedPermanently))
 	apiOpts := httpapi.Options{
 		MaxBodyBytes:              int64(cfg.MaxRequestBytes),

@@ -59,8 +59,12 @@ Examples:
 		if err != nil {
 			return nil, err
 		}
+		srv.SetPlatform(st.AdminHandler()) // the console's Services and Views pages
 		printDevHelp(stdout, addr, *data, st)
-		return st.Close, nil
+		return func() error {
+			srv.SetPlatform(nil)
+			return st.Close()
+		}, nil
 	})
 }
 
@@ -95,6 +99,7 @@ Share a stream's events among consumers (a consumer group), then consume and ack
   go run ./cmd/verity groups consume --server %[1]s order-1 billing --count 1
 
 Services registered in the registry:  curl -s %[1]s/registry/services
+Web console: %[1]s/ui/
 Health: %[1]s/health/ready   Metrics: %[1]s/metrics
 gRPC clients (KurrentDB protocol): kurrentdb://%[3]s?tls=false
 API reference: docs/http-api.md   Build a service on it: docs/tutorial.md

@@ -44,6 +44,20 @@ func TestDevRunsTheShopBehindTheGateway(t *testing.T) {
 		t.Errorf("GET /views: %+v, want orders_overview and sales_by_day", views)
 	}
 
+	// The console reaches the read models through the server.
+	srv := regexp.MustCompile(`running on (http://\S+) `).FindStringSubmatch(out)
+	if srv == nil {
+		t.Fatalf("no server URL in:\n%s", out)
+	}
+	resp, err = http.Get(srv[1] + "/ui/platform/views")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("GET /ui/platform/views on the server: %d, want the consolidator's answer", resp.StatusCode)
+	}
+
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("dev stopped with %v; stderr:\n%s", err, stderr.String())

@@ -72,6 +72,7 @@ type Stack struct {
 	Consolidator *consolidator.Consolidator
 
 	gatewayLn, adminLn net.Listener
+	admin              http.Handler
 	servers            []*http.Server
 	wg                 sync.WaitGroup
 	closeOnce          sync.Once
@@ -156,6 +157,7 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	admin.Handle("/views", views2)
 	admin.Handle("/views/", views2)
 	admin.Handle("GET /metrics", promhttpHandler(reg))
+	s.admin = admin
 	s.serve(s.gatewayLn, s.Gateway)
 	s.serve(s.adminLn, admin)
 	return s, nil
@@ -176,6 +178,11 @@ func (s *Stack) GatewayURL() string { return "http://" + s.gatewayLn.Addr().Stri
 
 // AdminURL is the admin listener's base URL.
 func (s *Stack) AdminURL() string { return "http://" + s.adminLn.Addr().String() }
+
+// AdminHandler is what the admin listener serves: the gateway's admin API (/admin/...),
+// the consolidator's (/views...) and the metrics (/metrics). `verity dev` also hands it to
+// the server for the web console.
+func (s *Stack) AdminHandler() http.Handler { return s.admin }
 
 // Close stops the gateway (draining requests for up to 5s), the consolidator and the
 // services, and waits for them.

@@ -1,0 +1,56 @@
+package server
+
+import (
+	"encoding/json"
+	"net/http"
+	"sync/atomic"
+
+	"github.com/verity-dev/verity"
+)
+
+// PlatformPrefix is where the platform parts run beside the server (the gateway's admin
+// API, the consolidator's read models) are served to the console, when a caller such as
+// `verity dev` sets them with SetPlatform.
+const PlatformPrefix = "/ui/platform/"
+
+// platform holds the handler of SetPlatform; nil until then.
+type platform struct{ h atomic.Pointer[http.Handler] }
+
+// SetPlatform serves h under PlatformPrefix (with the prefix stripped) to administrators:
+// `verity dev` mounts the gateway's admin API at /admin/ and the consolidator's at /views
+// there, so that the console can show routes, breakers and read models. Until it is called,
+// or with h nil, the prefix answers 404. It may be called at any time.
+func (s *Server) SetPlatform(h http.Handler) {
+	if h == nil {
+		s.platform.h.Store(nil)
+		return
+	}
+	s.platform.h.Store(&h)
+}
+
+func (s *Server) servePlatform(w http.ResponseWriter, r *http.Request) {
+	p, err := s.auth.Authenticate(r.Context(), r.Header.Get("Authorization"))
+	switch {
+	case err != nil:
+		platformError(w, verity.KindOf(err), err.Error())
+		return
+	case p.Anonymous():
+		platformError(w, verity.Unauthenticated, "sign in as an administrator to see the platform's admin APIs")
+		return
+	case !p.IsAdmin():
+		platformError(w, verity.PermissionDenied, "the platform's admin APIs are for administrators")
+		return
+	}
+	h := s.platform.h.Load()
+	if h == nil {
+		platformError(w, verity.NotFound, "no platform parts run in this server (verity dev runs the gateway and the consolidator beside it)")
+		return
+	}
+	http.StripPrefix(PlatformPrefix[:len(PlatformPrefix)-1], *h).ServeHTTP(w, r)
+}
+
+func platformError(w http.ResponseWriter, kind verity.ErrorKind, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(kind.HTTPStatus())
+	json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{"kind": kind.String(), "message": msg}})
+}
