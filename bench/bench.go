@@ -27,7 +27,7 @@ const (
 // left out: it takes a long time; projection too: it measures SQL databases, not stores;
 // groups too: it measures consumer groups, which ownlog has not).
 var (
-	Workloads        = []string{WorkloadAppend, WorkloadReplay, WorkloadReadStream, WorkloadE2E, WorkloadScale, WorkloadProjection, WorkloadGroups}
+	Workloads        = []string{WorkloadAppend, WorkloadReplay, WorkloadReadStream, WorkloadE2E, WorkloadScale, WorkloadProjection, WorkloadGroups, WorkloadGateway}
 	DefaultWorkloads = []string{WorkloadAppend, WorkloadReplay, WorkloadReadStream, WorkloadE2E}
 	// ServerWorkloads are those run when the embedded engine is compared with Verity
 	// over the network (`verity bench --target server`).
@@ -259,7 +259,12 @@ type Result struct {
 	// groups: which measurement (GroupRoundTrip, GroupRoundRobin, GroupPinned); writers is
 	// then the number of consumers and batch their MaxInFlight.
 	Strategy string `json:"strategy,omitempty"`
-	Runs     int    `json:"runs"`
+	// gateway: the fraction of requests shed with 503, the slowest admitted request, and
+	// the gateway's concurrency limit.
+	Shed  float64 `json:"shed,omitempty"`
+	MaxMs float64 `json:"max_ms,omitempty"`
+	Limit int     `json:"limit,omitempty"`
+	Runs  int     `json:"runs"`
 }
 
 // Run runs the benchmark: every workload on every system, printing JSON lines (opts.JSON)
@@ -357,6 +362,12 @@ func (r *runner) run(ctx context.Context) {
 	if has(WorkloadProjection) && ctx.Err() == nil {
 		if err := r.runProjections(ctx); err != nil && ctx.Err() == nil {
 			r.fail("projection", "log", err)
+		}
+	}
+	// The gateway workload runs the shop over the embedded engine: once, with verity.
+	if has(WorkloadGateway) && slices.Contains(r.opts.Systems, systemVerity) && ctx.Err() == nil {
+		if err := r.runGateway(ctx); err != nil && ctx.Err() == nil {
+			r.fail(WorkloadGateway, "shop stack", err)
 		}
 	}
 	if has(WorkloadScale) {
@@ -506,6 +517,8 @@ func median(runs []Result) Result {
 	res.BuildS = mf(func(r *Result) float64 { return r.BuildS })
 	res.ReopenS = mf(func(r *Result) float64 { return r.ReopenS })
 	res.RSSMB = mf(func(r *Result) float64 { return r.RSSMB })
+	res.Shed = mf(func(r *Result) float64 { return r.Shed })
+	res.MaxMs = mf(func(r *Result) float64 { return r.MaxMs })
 	return res
 }
 

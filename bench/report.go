@@ -88,6 +88,8 @@ func printTable(w io.Writer, results []Result) error {
 				} else {
 					notes = append(notes, fmt.Sprintf("%s: %d consumers, latency between deliveries", r.Strategy, r.Writers))
 				}
+			case WorkloadGateway:
+				notes = append(notes, gatewayNotes(r, g)...)
 			case WorkloadProjection:
 				notes = append(notes, fmt.Sprintf("%d events, latency per transaction", r.Events))
 				// The batched projection against the naive one on the same target.

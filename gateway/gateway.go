@@ -35,7 +35,8 @@ type Options struct {
 	// private (the admin API still reports them).
 	Registerer prometheus.Registerer
 	// Transport sends requests to upstream instances; default a clone of
-	// http.DefaultTransport.
+	// http.DefaultTransport keeping up to DefaultMaxConcurrent idle connections per
+	// instance.
 	Transport http.RoundTripper
 	// Now is the clock of request durations; default time.Now. (Breakers keep real time:
 	// gobreaker reads its own clock.)
@@ -118,7 +119,13 @@ func New(cfg Config, opts Options) (*Gateway, error) {
 		g.now = time.Now
 	}
 	if g.transport == nil {
-		g.transport = http.DefaultTransport.(*http.Transport).Clone()
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		// Go's default keeps 2 idle connections per host: with more requests in flight to an
+		// instance the gateway would close and dial again all the time (7-9% of its CPU
+		// under load in the bench profile). Keep as many as the gateway may have in flight.
+		t.MaxIdleConnsPerHost = DefaultMaxConcurrent
+		t.MaxIdleConns = 4 * DefaultMaxConcurrent
+		g.transport = t
 		g.ownsTrans = true
 	}
 	m, err := newMetrics(opts.Registerer, g)

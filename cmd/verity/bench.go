@@ -53,6 +53,15 @@ Workloads:
                the consumers, batch their MaxInFlight. On verity, verity-server and nats
                (durable pull consumers, explicit acks; no pinned); ownlog has no groups.
                Not run unless named.
+  gateway      the shop (examples/shop/stack) over the embedded engine, its gateway on
+               127.0.0.1; closed-loop clients, --duration per measurement, each beside
+               a peer that does the same work without the gateway, run alternately:
+               get (GET /api/customers/{id}; peer: straight to the service), details
+               (the composed GET /api/orders/{id}/details; peer: its 3 calls made by the
+               client), place-order (the command route; peer: sdk.SubmitCommand and
+               AwaitCommandOutcome in-process), with 1 and 8 clients; overload (32 and
+               128 clients against a limit of 8: admitted latency, shed fraction; peer:
+               no limit). events_per_sec is then requests/s. Not run unless named.
 
 Each result is one JSON line (system, workload, writers, batch, events_per_sec, p50_ms,
 p99_ms, and workload-specific fields; for replay, batch is the page size, for read-stream
@@ -71,6 +80,7 @@ Examples:
   verity bench --workload projection --runs 3
   verity bench --workload groups --runs 3
   verity bench --target server --workload groups --peers nats --runs 3
+  verity bench --workload gateway --runs 3
   verity bench --workload projection --postgres 'postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable'
 `
 
