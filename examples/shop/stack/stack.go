@@ -122,7 +122,7 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	}
 
 	reg := prometheus.NewRegistry()
-	views, err := consolidator.ParseConfig(shop.ViewsConfig)
+	viewsCfg, err := consolidator.ParseConfig(shop.ViewsConfig)
 	if err != nil {
 		return nil, fmt.Errorf("stack: views.yaml: %w", err)
 	}
@@ -131,7 +131,7 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	}); err != nil {
 		return nil, fmt.Errorf("stack: consolidator: %w", err)
 	}
-	if err := s.Consolidator.AddConfig(views); err != nil {
+	if err := s.Consolidator.AddConfig(viewsCfg); err != nil {
 		return nil, fmt.Errorf("stack: views.yaml: %w", err)
 	}
 	if err := s.Consolidator.Start(context.WithoutCancel(ctx)); err != nil {
@@ -153,9 +153,9 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 
 	admin := http.NewServeMux()
 	admin.Handle("/admin/", s.Gateway.AdminHandler())
-	views2 := s.Consolidator.Handler()
-	admin.Handle("/views", views2)
-	admin.Handle("/views/", views2)
+	views := s.Consolidator.Handler()
+	admin.Handle("/views", views)
+	admin.Handle("/views/", views)
 	admin.Handle("GET /metrics", promhttpHandler(reg))
 	s.admin = admin
 	s.serve(s.gatewayLn, s.Gateway)
