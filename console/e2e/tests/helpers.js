@@ -1,5 +1,7 @@
 // Shared by the console's browser tests: the server under test (from ./run's environment),
-// API calls as admin or another user, and the browser.
+// API calls as admin or another user, and the browser. ./run runs console.test.js against
+// `verity serve` (VERITY_URL, with authentication) and then dev.test.js against `verity dev`
+// (VERITY_DEV_URL and VERITY_DEV_GATEWAY, insecure: no sign-in).
 import { chromium } from "playwright-core";
 import { mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -11,7 +13,11 @@ export const BIN = process.env.VERITY_BIN;
 export const CA = process.env.VERITY_CA;
 // UI is where the console is served; VERITY_UI overrides it (e.g. a dev proxy).
 export const UI = process.env.VERITY_UI || URL_ + "/ui/";
-if (!URL_ || !ADMIN.password) throw new Error("run these tests with console/e2e/run (VERITY_URL and VERITY_ADMIN_PASSWORD are unset)");
+export const DEV_URL = process.env.VERITY_DEV_URL;
+export const DEV_GATEWAY = process.env.VERITY_DEV_GATEWAY;
+if (!(URL_ && ADMIN.password) && !(DEV_URL && DEV_GATEWAY)) {
+  throw new Error("run these tests with console/e2e/run (VERITY_URL and VERITY_ADMIN_PASSWORD, or VERITY_DEV_URL and VERITY_DEV_GATEWAY, are unset)");
+}
 
 const artifacts = join(dirname(fileURLToPath(import.meta.url)), "..", "artifacts");
 mkdirSync(artifacts, { recursive: true });
@@ -70,5 +76,7 @@ export async function signIn(page, who = ADMIN) {
 }
 
 export async function shot(page, name) {
+  // from the top: a page scrolled by a click would draw its sticky header mid-picture
+  await page.evaluate(() => window.scrollTo(0, 0));
   await page.screenshot({ path: join(artifacts, name + ".png"), fullPage: true });
 }

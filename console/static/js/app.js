@@ -76,10 +76,26 @@ export function navigate(hash, replace = false) {
   } else location.hash = hash;
 }
 
+// open is true when the server lets anyone in as an administrator (`verity dev`, or
+// `verity serve --insecure`): the admin-only /stats answers without credentials. Then there
+// is nothing to sign in to, and the header says so instead of offering a sign-in.
+let open = false;
+async function probeOpen() {
+  try {
+    const res = await fetch("/stats", { headers: { Accept: "application/json" }, cache: "no-store", credentials: "omit" });
+    open = res.ok;
+  } catch {
+    open = false;
+  }
+  renderWho();
+}
+
 function renderWho() {
   const who = document.getElementById("who");
   const a = auth();
-  if (a) {
+  if (!a && open) {
+    who.replaceChildren(h("span", { class: "badge warn", title: "This server runs without authentication (verity dev or --insecure): every caller is an administrator. Use it on your own machine only." }, "insecure dev mode: no sign-in"));
+  } else if (a) {
     who.replaceChildren(
       h("span", { class: "user", title: a.kind === "bearer" ? "signed in with a console token" : "signed in with basic auth" }, a.user),
       h("button", { type: "button", class: "secondary small", onclick: async () => { await signOut(); location.hash = "#/signin"; } }, "Sign out"));
@@ -132,4 +148,5 @@ window.addEventListener("verity-unauthenticated", () => {
 window.addEventListener("verity-auth", renderWho);
 window.addEventListener("hashchange", route);
 renderWho();
+probeOpen();
 route();

@@ -137,3 +137,62 @@ export function healthTone(v) {
   if (["degraded", "half-open", "half_open", "rebuilding", "catchingup", "catching-up", "starting", "idle"].includes(t)) return "warn";
   return "bad";
 }
+
+// swap replaces box's children with nodes the way a refresh should: what has focus keeps it
+// (matched by id or data-key, so give refreshed controls one), <details> stay open or shut
+// (matched by data-key), and boxes that scroll sideways keep their scroll. The page keeps its
+// own scroll because nothing shrinks in between (no "Loading…" on a refresh).
+export function swap(box, ...nodes) {
+  const keyOf = (el) => (el && el.id ? "#" + el.id : el && el.dataset && el.dataset.key ? "k:" + el.dataset.key : null);
+  const active = box.contains(document.activeElement) ? keyOf(document.activeElement) : null;
+  const open = new Map();
+  for (const d of box.querySelectorAll("details[data-key]")) open.set(d.dataset.key, d.open);
+  const scrolls = new Map();
+  for (const el of box.querySelectorAll("[data-key].scroll")) scrolls.set(el.dataset.key, el.scrollLeft);
+  set(box, ...nodes);
+  for (const d of box.querySelectorAll("details[data-key]")) if (open.has(d.dataset.key)) d.open = open.get(d.dataset.key);
+  for (const el of box.querySelectorAll("[data-key].scroll")) if (scrolls.has(el.dataset.key)) el.scrollLeft = scrolls.get(el.dataset.key);
+  if (active) {
+    const sel = active.startsWith("#") ? "#" + CSS.escape(active.slice(1)) : `[data-key="${CSS.escape(active.slice(2))}"]`;
+    const el = box.querySelector(sel);
+    if (el) el.focus({ preventScroll: true });
+  }
+  return box;
+}
+
+// autoRefresh calls load every `every` ms while the page is shown: it waits for one load to
+// end before timing the next, skips while the tab is hidden (and loads at once when it shows
+// again), and stops when signal aborts (the page was left). It answers a control for the
+// toolbar: a checkbox that turns it off and on, with when it last loaded.
+export function autoRefresh(signal, load, { every = 2000, label = "Refresh every 2 s" } = {}) {
+  let timer = null;
+  let busy = false;
+  const box = h("input", { type: "checkbox", id: "auto-refresh", checked: true });
+  const when = h("span", { class: "muted updated", "aria-live": "off" });
+  const stop = () => { clearTimeout(timer); timer = null; };
+  const schedule = () => {
+    stop();
+    if (!signal.aborted && box.checked && !document.hidden) timer = setTimeout(tick, every);
+  };
+  async function tick() {
+    timer = null;
+    if (busy || signal.aborted) return;
+    busy = true;
+    try {
+      await load();
+      when.textContent = "updated " + new Date().toLocaleTimeString();
+    } catch (e) {
+      if (e.name === "AbortError" || e.status === 401) return; // left, or the sign-in form took over
+      when.textContent = "last refresh failed: " + (e.message || e);
+    } finally {
+      busy = false;
+    }
+    schedule();
+  }
+  const onVisibility = () => { if (document.hidden) stop(); else if (box.checked) tick(); };
+  document.addEventListener("visibilitychange", onVisibility);
+  signal.addEventListener("abort", () => { stop(); document.removeEventListener("visibilitychange", onVisibility); }, { once: true });
+  box.addEventListener("change", () => { if (box.checked) tick(); else stop(); });
+  schedule();
+  return h("div", { class: "field check auto" }, box, h("label", { for: "auto-refresh" }, label), when);
+}

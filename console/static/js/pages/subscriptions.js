@@ -1,14 +1,15 @@
 // Subscriptions: every consumer group (GET /subscriptions) with its consumers, in-flight,
-// checkpoint, lag and parked counts; replay parked events behind a confirmation.
+// checkpoint, lag and parked counts; replay parked events behind a confirmation. The list
+// refreshes itself every 2 s while shown, in place (focus and open details are kept).
 import { api, seg } from "../api.js";
-import { h, errorBox, empty, loading, num, badge, healthTone, confirmDialog, streamHref, time } from "../ui.js";
+import { h, errorBox, empty, loading, num, badge, healthTone, confirmDialog, streamHref, time, swap, autoRefresh } from "../ui.js";
 
 export async function render({ root, signal }) {
   root.append(h("h1", {}, "Subscriptions"), h("p", { class: "muted" }, "Consumer groups (persistent subscriptions): the server keeps their checkpoints and shares their events among consumers."));
   const notice = h("div", { "aria-live": "polite" });
-  const refresh = h("button", { type: "button", class: "secondary", onclick: () => load() }, "Refresh");
+  const refresh = h("button", { type: "button", class: "secondary", id: "refresh", onclick: () => load() }, "Refresh");
   const out = h("div", {}, loading());
-  root.append(h("div", { class: "toolbar" }, refresh), notice, out);
+  root.append(h("div", { class: "toolbar" }, refresh, autoRefresh(signal, () => load())), notice, out);
 
   async function replay(g) {
     const ok = await confirmDialog(`Replay parked events of ${g.group}?`,
@@ -32,15 +33,15 @@ export async function render({ root, signal }) {
       res = await api("/subscriptions", { signal });
     } catch (e) {
       if (e.name === "AbortError" || e.status === 401) throw e;
-      out.replaceChildren(errorBox(e, "Listing consumer groups"));
+      swap(out, errorBox(e, "Listing consumer groups"));
       return;
     }
     const groups = (res && res.groups) || [];
     if (!groups.length) {
-      out.replaceChildren(empty("No consumer groups yet.", h("p", {}, "Create one with ", h("code", {}, "verity groups create"), " or ", h("code", {}, "PUT /subscriptions/{stream}/{group}"), ".")));
+      swap(out, empty("No consumer groups yet.", h("p", {}, "Create one with ", h("code", {}, "verity groups create"), " or ", h("code", {}, "PUT /subscriptions/{stream}/{group}"), ".")));
       return;
     }
-    out.replaceChildren(h("div", { class: "groups" }, groups.map((g) => groupCard(g, replay))));
+    swap(out, h("div", { class: "groups" }, groups.map((g) => groupCard(g, replay))));
   }
   await load();
 }
@@ -52,7 +53,7 @@ function groupCard(g, replay) {
     h("header", {},
       h("h2", {}, g.group, " ", h("span", { class: "muted" }, "on "), g.stream === "$all" ? h("span", {}, "$all") : h("a", { href: streamHref(g.stream) }, g.stream)),
       badge(g.status || "unknown", healthTone(g.status)),
-      h("button", { type: "button", class: "secondary", disabled: !g.parked, onclick: () => replay(g),
+      h("button", { type: "button", class: "secondary", disabled: !g.parked, onclick: () => replay(g), dataset: { key: `replay/${g.stream}/${g.group}` },
         "aria-label": `Replay parked events of ${g.group} on ${g.stream}` }, "Replay parked…")),
     h("div", { class: "stats" },
       stat("Checkpoint", g.checkpointed === false ? "none yet" : num(g.checkpoint)),
@@ -65,7 +66,7 @@ function groupCard(g, replay) {
       stat("Acked / nacked", `${num(g.acked)} / ${num(g.nacked)}`),
       stat("Strategy", (g.settings && g.settings.strategy) || "—")),
     consumers.length
-      ? h("details", {}, h("summary", {}, `${consumers.length} consumer${consumers.length === 1 ? "" : "s"}`),
+      ? h("details", { dataset: { key: `consumers/${g.stream}/${g.group}` } }, h("summary", { dataset: { key: `consumers-summary/${g.stream}/${g.group}` } }, `${consumers.length} consumer${consumers.length === 1 ? "" : "s"}`),
         h("table", {}, h("thead", {}, h("tr", {}, ["Consumer", "In flight", "Max", "Delivered", "Acked", "Nacked", "Connected"].map((c) => h("th", { scope: "col" }, c)))),
           h("tbody", {}, consumers.map((c) => h("tr", {},
             h("td", {}, c.name || c.id), h("td", { class: "num" }, num(c.inFlight)), h("td", { class: "num" }, num(c.maxInFlight)),
