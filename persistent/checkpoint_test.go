@@ -104,7 +104,10 @@ func TestFilteredLogGroupCheckpointFollowsUnrelatedTraffic(t *testing.T) {
 		t.Fatalf("read the last checkpoint: %v", err)
 	}
 	own := evs[0].Position
-	waitFor(t, gs, "", "acct", "its own checkpoint considered", func(i verity.GroupInfo) bool { return i.LastKnown >= own })
+	inf = waitFor(t, gs, "", "acct", "its own checkpoint considered", func(i verity.GroupInfo) bool { return i.LastKnown >= own })
+	if inf.Lag != 0 {
+		t.Errorf("idle after its own checkpoint write: lag %d (checkpoint %d, last known %d), want 0", inf.Lag, inf.Checkpoint, inf.LastKnown)
+	}
 	written := checkpointsWritten(t, st, "", "acct")
 	tick(10 * after)
 	// One more unrelated event gives the group a step at the new time; that event's own

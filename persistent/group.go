@@ -1217,8 +1217,15 @@ func (g *group) info() verity.GroupInfo {
 	if g.seen {
 		switch {
 		case g.wcpOK:
-			if g.lastKnown > g.wcp {
-				inf.Lag = g.lastKnown - g.wcp
+			cp := g.wcp
+			if g.cpOK && g.cp > cp && g.passedOnlyOwn() {
+				// Past the written checkpoint lie only checkpoints this Manager wrote
+				// (its own last write among them): nothing of the group's is waiting, so
+				// an idle group shows no lag.
+				cp = g.cp
+			}
+			if g.lastKnown > cp {
+				inf.Lag = g.lastKnown - cp
 			}
 		case g.lastKnown+1 >= g.startPos():
 			inf.Lag = g.lastKnown + 1 - g.startPos()
