@@ -79,6 +79,16 @@ type Status struct {
 	// LastError is the last failure of following the log, cleared once it catches up
 	// again; the index retries after Config.RetryDelay.
 	LastError error
+	// Streams counts the streams the index has seen an event of, up to StreamsPosition.
+	// A stream deleted after it was indexed stays counted (the index sees no deletion);
+	// one whose events were already hidden when the index read them (a rebuild after
+	// the deletion) is not. System streams ($name) count; metadata streams ($$name) do
+	// not: they belong to the stream they describe.
+	Streams uint64
+	// StreamsPosition is the position of the last event Streams counts, 0 before the
+	// first. It is read together with Streams (the count and it are written in the
+	// transaction of each batch); Position is read apart, so they may differ by a batch.
+	StreamsPosition uint64
 }
 
 // projectionName keys the index's checkpoint in the file.
@@ -98,7 +108,9 @@ type Index struct {
 }
 
 // Open opens (or creates) the index file and starts following store's whole log from the
-// file's checkpoint, in a goroutine that Close stops. It returns at once: lookups answer
+// file's checkpoint, in a goroutine that Close stops. A file of an older layout, or made
+// from another log (data files replaced), is deleted first and so rebuilt from the log's
+// start; telling costs a read or two of the store. It returns at once: lookups answer
 // from what is indexed so far (Status tells how far that is). store should be the
 // unguarded store: the index holds every event's place, and callers decide who may see
 // which event when they fetch it.
@@ -112,37 +124,24 @@ func Open(store verity.Store, cfg Config) (*Index, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	target, err := sqlite.Open(cfg.Path, sqlite.Options{})
+	target, err := openChecked(store, cfg)
 	if err != nil {
 		return nil, err
 	}
 	proj, err := projection.New(store, target, projection.Projection{
-		Name: projectionName,
-		Tables: []projection.Table{{
-			Name: "events",
-			// position is the rowid: the table is kept in log order, and the other
-			// indexes lead to it.
-			Create: []string{
-				`CREATE TABLE IF NOT EXISTS {events} (
-					position       INTEGER PRIMARY KEY,
-					id             TEXT NOT NULL,
-					stream         TEXT NOT NULL,
-					revision       INTEGER NOT NULL,
-					causation_id   TEXT,
-					correlation_id TEXT
-				)`,
-				`CREATE INDEX IF NOT EXISTS {events}_by_id ON {events} (id)`,
-				`CREATE INDEX IF NOT EXISTS {events}_by_causation ON {events} (causation_id) WHERE causation_id IS NOT NULL`,
-				`CREATE INDEX IF NOT EXISTS {events}_by_correlation ON {events} (correlation_id, position) WHERE correlation_id IS NOT NULL`,
-			},
-		}},
-		Handle: handle,
+		Name:        projectionName,
+		Tables:      tables,
+		HandleBatch: handleBatch,
 	}, projection.Config{BatchSize: cfg.BatchSize})
 	if err != nil {
 		target.Close()
 		return nil, err
 	}
 	if err := proj.Setup(context.Background()); err != nil {
+		target.Close()
+		return nil, err
+	}
+	if err := setSchemaVersion(target); err != nil {
 		target.Close()
 		return nil, err
 	}
@@ -172,12 +171,53 @@ func (x *Index) follow(ctx context.Context, retry time.Duration) {
 	}
 }
 
-// handle indexes one event.
-func handle(ctx context.Context, tx projection.Tx, e verity.RecordedEvent) error {
-	caus, corr := linksOf(e.Metadata)
-	return tx.Exec(ctx, `INSERT INTO {events} (position, id, stream, revision, causation_id, correlation_id)
-		VALUES ($1, $2, $3, $4, $5, $6)`,
-		int64(e.Position), e.ID.String(), e.Stream, int64(e.Revision), nullable(caus), nullable(corr))
+// handleBatch indexes a batch of events: a row per event, a row per stream first seen
+// (and the last position of each stream it holds), and the summary's count and anchors,
+// all in the batch's transaction, so the count always matches the checkpoint.
+func handleBatch(ctx context.Context, tx projection.Tx, events []verity.RecordedEvent) error {
+	// seen holds the batch's streams in the order they first appear, with their first
+	// and last positions in the batch.
+	type span struct{ first, last uint64 }
+	seen := map[string]*span{}
+	var order []string
+	for _, e := range events {
+		caus, corr := linksOf(e.Metadata)
+		if err := tx.Exec(ctx, `INSERT INTO {events} (position, id, stream, revision, causation_id, correlation_id)
+			VALUES ($1, $2, $3, $4, $5, $6)`,
+			int64(e.Position), e.ID.String(), e.Stream, int64(e.Revision), nullable(caus), nullable(corr)); err != nil {
+			return err
+		}
+		if _, ok := verity.IsMetadataStream(e.Stream); ok {
+			continue // a stream's metadata belongs to that stream, not to a stream of its own
+		}
+		if sp := seen[e.Stream]; sp != nil {
+			sp.last = e.Position
+		} else {
+			seen[e.Stream] = &span{e.Position, e.Position}
+			order = append(order, e.Stream)
+		}
+	}
+	var added int64
+	for _, name := range order {
+		sp := seen[name]
+		// A stream is new when the row's first position is the one proposed: an
+		// existing row keeps its own, which is below this batch.
+		var first int64
+		if err := tx.QueryRow(ctx, `INSERT INTO {streams} (name, first_position, last_position) VALUES ($1, $2, $3)
+			ON CONFLICT (name) DO UPDATE SET last_position = excluded.last_position
+			RETURNING first_position`, name, int64(sp.first), int64(sp.last)).Scan(&first); err != nil {
+			return err
+		}
+		if uint64(first) == sp.first {
+			added++
+		}
+	}
+	head, tail := events[0], events[len(events)-1]
+	return tx.Exec(ctx, `UPDATE {summary} SET streams = streams + $1,
+			first_position = COALESCE(first_position, $2), first_id = COALESCE(first_id, $3),
+			last_position = $4, last_id = $5
+		WHERE id = 1`,
+		added, int64(head.Position), head.ID.String(), int64(tail.Position), tail.ID.String())
 }
 
 func nullable(s string) any {
@@ -293,7 +333,23 @@ func (x *Index) Status(ctx context.Context) (Status, error) {
 	if err != nil {
 		return Status{}, err
 	}
-	return Status{Position: st.Position, LagEvents: st.LagEvents, CaughtUp: st.CaughtUp, LastError: st.LastError}, nil
+	out := Status{Position: st.Position, LagEvents: st.LagEvents, CaughtUp: st.CaughtUp, LastError: st.LastError}
+	var streams, at int64
+	rows, err := x.target.Query(ctx, `SELECT streams, COALESCE(last_position, 0) FROM summary WHERE id = 1`)
+	if err != nil {
+		return Status{}, x.wrap(err)
+	}
+	defer rows.Close()
+	if rows.Next() {
+		if err := rows.Scan(&streams, &at); err != nil {
+			return Status{}, x.wrap(err)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return Status{}, x.wrap(err)
+	}
+	out.Streams, out.StreamsPosition = uint64(streams), uint64(at)
+	return out, nil
 }
 
 // Close stops following the log and closes the file. It is idempotent.

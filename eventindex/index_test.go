@@ -43,7 +43,12 @@ func openIndex(t testing.TB, store verity.Store, path string) *eventindex.Index 
 // waitIndexed waits until the index has every event up to pos.
 func waitIndexed(t testing.TB, x *eventindex.Index, pos uint64) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	waitIndexedFor(t, x, pos, 10*time.Second)
+}
+
+func waitIndexedFor(t testing.TB, x *eventindex.Index, pos uint64, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
 	for {
 		st, err := x.Status(context.Background())
 		if err != nil {

@@ -36,7 +36,7 @@ const statsTimeout = 2 * time.Second
 
 // stats takes the figures of GET /stats from where the server measures them already: the
 // engine's counters, the metrics' commit totals and live subscriptions, the groups, the
-// registry and the event index. A part that fails shows in health; the call does not fail.
+// registry and the event index (which also counts the streams). A part that fails shows in health; the call does not fail.
 func (s *Server) stats(ctx context.Context) (httpapi.Stats, error) {
 	ctx, cancel := context.WithTimeout(ctx, statsTimeout)
 	defer cancel()
@@ -86,9 +86,11 @@ func (s *Server) stats(ctx context.Context) (httpapi.Stats, error) {
 		case st.LastError != nil:
 			out.Health["eventIndex"] = "following the log failed, retrying: " + st.LastError.Error()
 			out.EventIndexPosition = &st.Position
+			out.Streams, out.StreamsIndexedUpTo = &st.Streams, &st.StreamsPosition
 		default:
 			out.Health["eventIndex"] = "ok"
 			out.EventIndexPosition = &st.Position
+			out.Streams, out.StreamsIndexedUpTo = &st.Streams, &st.StreamsPosition
 		}
 	}
 	return out, nil

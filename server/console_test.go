@@ -237,3 +237,41 @@ func TestEventIndexRebuildsAndStatsStreamEndsAtShutdown(t *testing.T) {
 		t.Errorf("EventIndex() with the index off is not nil")
 	}
 }
+
+// TestStatsCountStreams: /stats counts the streams written, through the event index, and
+// says up to which position; with the index off it leaves the count out.
+func TestStatsCountStreams(t *testing.T) {
+	srv := start(t, server.Config{Insecure: true})
+	base := "http://" + srv.Addr().String()
+	var last uint64
+	for _, stream := range []string{"order-1", "order-2", "order-1"} {
+		r, err := srv.Store().Append(t.Context(), stream, verity.Any(), verity.EventData{ID: uuid.New(), Type: "E", Data: []byte(`{}`)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = r.Position
+	}
+	type stats struct {
+		LastPosition       uint64  `json:"lastPosition"`
+		Streams            *uint64 `json:"streams"`
+		StreamsIndexedUpTo *uint64 `json:"streamsIndexedUpTo"`
+	}
+	var s stats
+	waitFor(t, "the streams to be counted", func() bool {
+		s = stats{}
+		getJSON(t, http.DefaultClient, base+"/stats", "", "", http.StatusOK, &s)
+		return s.StreamsIndexedUpTo != nil && *s.StreamsIndexedUpTo >= last
+	})
+	if s.Streams == nil || *s.Streams != 2 || *s.StreamsIndexedUpTo != last || s.LastPosition != last {
+		t.Errorf("stats = %+v (streams %v), want 2 streams up to %d", s, s.Streams, last)
+	}
+
+	off := start(t, server.Config{Insecure: true, DisableEventIndex: true})
+	var raw map[string]any
+	getJSON(t, http.DefaultClient, "http://"+off.Addr().String()+"/stats", "", "", http.StatusOK, &raw)
+	for _, k := range []string{"streams", "streamsIndexedUpTo"} {
+		if _, ok := raw[k]; ok {
+			t.Errorf("stats with the index off hold %q: %v", k, raw[k])
+		}
+	}
+}

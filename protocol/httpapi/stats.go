@@ -16,9 +16,14 @@ type Stats struct {
 	Time string `json:"time"`
 	// LastPosition is the position of the last event in the log: the events it holds.
 	LastPosition uint64 `json:"lastPosition"`
-	// Streams counts streams; left out when the store cannot count them cheaply (the
-	// embedded engine cannot yet).
+	// Streams counts the streams written up to StreamsIndexedUpTo, as the event index
+	// counts them: streams deleted after the index saw them included, those deleted
+	// before it read them (a rebuilt index) not, metadata streams ($$name) not. Left out
+	// when the server keeps no event index (the engine cannot count streams cheaply).
 	Streams *uint64 `json:"streams,omitempty"`
+	// StreamsIndexedUpTo is the position up to which Streams counts (compare
+	// LastPosition); left out with Streams.
+	StreamsIndexedUpTo *uint64 `json:"streamsIndexedUpTo,omitempty"`
 	// DiskBytes and Segments are the size and number of the log's segment files.
 	DiskBytes int64 `json:"diskBytes"`
 	Segments  int   `json:"segments"`
