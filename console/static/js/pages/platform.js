@@ -87,7 +87,10 @@ export async function renderViews({ root, signal }) {
       "Rebuild", false))) return;
     try {
       const st = await api(`/ui/platform/views/${seg(v.name)}/rebuild`, { method: "POST", signal });
-      pending.set(v.name, st && st.generation !== undefined ? st.generation : v.generation);
+      // The generation before the click: a small rebuild may be swapped in before the
+      // POST's answer is written, which then already shows the new generation.
+      const before = st && st.generation !== undefined && st.state === "rebuilding" ? Math.min(st.generation, v.generation) : v.generation;
+      pending.set(v.name, before);
       notice.replaceChildren(h("p", { class: "ok", role: "status" }, `Rebuilding ${v.name}…`));
       if (last) swap(box, h("h2", {}, "Read models"), show(last));
       await load();
