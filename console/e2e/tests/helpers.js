@@ -64,6 +64,10 @@ export async function newPage(browser, { colorScheme = "light" } = {}) {
   const page = await ctx.newPage();
   page.errors = [];
   page.on("pageerror", (e) => page.errors.push(e.message));
+  // A Content-Security-Policy violation is only a console message: count it as an error.
+  page.on("console", (m) => {
+    if (m.type() === "error" && /Content Security Policy/i.test(m.text())) page.errors.push(m.text());
+  });
   return page;
 }
 
