@@ -262,10 +262,28 @@ func Canonical(id string) string {
 
 const refColumns = `id, position, stream, revision, COALESCE(causation_id, ''), COALESCE(correlation_id, '')`
 
+// The lookups, each served by one index in the order it answers, so that a request reads
+// only the rows it returns (TestHotQueriesReadOnlyWhatTheyReturn checks their plans).
+// position is the rowid, which every index holds after its columns: "WHERE col = ?
+// ORDER BY position" walks the index without a sort.
+const (
+	lookupQuery   = `SELECT ` + refColumns + ` FROM events WHERE id = $1 ORDER BY position LIMIT $2`
+	causedByQuery = `SELECT ` + refColumns + ` FROM events WHERE causation_id = $1 ORDER BY position LIMIT $2`
+	// correlatedQuery and correlationRootQuery are two queries, merged in Go, rather than
+	// one with "correlation_id = $1 OR id = $1": SQLite answers that OR by reading every
+	// event of the correlation and sorting them, for each page.
+	correlatedQuery = `SELECT ` + refColumns + ` FROM events
+		WHERE correlation_id = $1 AND position < $2 ORDER BY position DESC LIMIT $3`
+	// The root carries the correlation's id as its own id; one that also carries it as its
+	// correlation id is found by correlatedQuery already.
+	correlationRootQuery = `SELECT ` + refColumns + ` FROM events
+		WHERE id = $1 AND position < $2 AND correlation_id IS NOT $1 ORDER BY position DESC LIMIT $3`
+)
+
 // Lookup returns the place of the event with this id (the first one, should two streams
 // hold events with the same id). Errors: NotFound when no indexed event has it.
 func (x *Index) Lookup(ctx context.Context, id string) (Ref, error) {
-	refs, err := x.query(ctx, `SELECT `+refColumns+` FROM events WHERE id = $1 ORDER BY position LIMIT 1`, Canonical(id))
+	refs, err := x.query(ctx, lookupQuery, Canonical(id), 1)
 	if err != nil {
 		return Ref{}, err
 	}
@@ -277,7 +295,7 @@ func (x *Index) Lookup(ctx context.Context, id string) (Ref, error) {
 
 // CausedBy returns up to limit events whose causation id is id, in log order.
 func (x *Index) CausedBy(ctx context.Context, id string, limit int) ([]Ref, error) {
-	return x.query(ctx, `SELECT `+refColumns+` FROM events WHERE causation_id = $1 ORDER BY position LIMIT $2`, Canonical(id), max(limit, 0))
+	return x.query(ctx, causedByQuery, Canonical(id), max(limit, 0))
 }
 
 // Correlated returns up to limit events of correlation id, newest first, at positions
@@ -289,9 +307,28 @@ func (x *Index) Correlated(ctx context.Context, id string, before uint64, limit 
 	if before > 0 && before < 1<<63 {
 		bound = int64(before)
 	}
-	id = Canonical(id)
-	return x.query(ctx, `SELECT `+refColumns+` FROM events
-		WHERE (correlation_id = $1 OR id = $1) AND position < $2 ORDER BY position DESC LIMIT $3`, id, bound, max(limit, 0))
+	id, limit = Canonical(id), max(limit, 0)
+	corr, err := x.query(ctx, correlatedQuery, id, bound, limit)
+	if err != nil {
+		return nil, err
+	}
+	roots, err := x.query(ctx, correlationRootQuery, id, bound, limit)
+	if err != nil {
+		return nil, err
+	}
+	if len(roots) == 0 {
+		return corr, nil
+	}
+	// Both are newest first: merge them, and keep the newest limit.
+	out := make([]Ref, 0, min(len(corr)+len(roots), limit))
+	for len(out) < limit && (len(corr) > 0 || len(roots) > 0) {
+		if len(roots) == 0 || len(corr) > 0 && corr[0].Position > roots[0].Position {
+			out, corr = append(out, corr[0]), corr[1:]
+		} else {
+			out, roots = append(out, roots[0]), roots[1:]
+		}
+	}
+	return out, nil
 }
 
 func (x *Index) query(ctx context.Context, stmt string, args ...any) ([]Ref, error) {

@@ -310,3 +310,44 @@ func TestConfigValidateNamesTheBadField(t *testing.T) {
 		}
 	}
 }
+
+// TestCorrelationRootThatNamesItselfComesOnce: a root whose correlation id is its own id
+// is found both as the root and as a member; it is listed once, in its place.
+func TestCorrelationRootThatNamesItselfComesOnce(t *testing.T) {
+	e := openEngine(t)
+	x := openIndex(t, e, filepath.Join(t.TempDir(), "index.sqlite"))
+	ctx := context.Background()
+	root := linked("Started", "", "")
+	root.Metadata = []byte(fmt.Sprintf(`{"$correlationId":%q}`, root.ID))
+	var last uint64
+	for _, a := range []struct {
+		stream string
+		e      verity.EventData
+	}{{"flow-1", root}, {"flow-2", linked("Step", root.ID.String(), root.ID.String())}, {"flow-1", linked("Done", "", root.ID.String())}} {
+		r, err := e.Append(ctx, a.stream, verity.Any(), a.e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = r.Position
+	}
+	waitIndexed(t, x, last)
+	refs, err := x.Correlated(ctx, root.ID.String(), 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := positionsOf(refs); !cmp.Equal(got, []uint64{3, 2, 1}) {
+		t.Errorf("Correlated = positions %v, want 3, 2, 1", got)
+	}
+	refs, _ = x.Correlated(ctx, root.ID.String(), 3, 1)
+	if got := positionsOf(refs); !cmp.Equal(got, []uint64{2}) {
+		t.Errorf("Correlated before 3, limit 1 = positions %v, want 2", got)
+	}
+}
+
+func positionsOf(refs []eventindex.Ref) []uint64 {
+	out := make([]uint64, len(refs))
+	for i, r := range refs {
+		out[i] = r.Position
+	}
+	return out
+}

@@ -134,6 +134,24 @@ func TestConsoleSupportHonoursAccessRules(t *testing.T) {
 		getJSON(t, hc, base+"/events/"+invoice.String(), "orders", "orders-pw", http.StatusNotFound, nil)
 		getJSON(t, hc, base+"/events/"+invoice.String(), "admin", "s3cret-admin", http.StatusOK, nil)
 	})
+	t.Run("an anonymous caller cannot tell what exists from what they may not read", func(t *testing.T) {
+		// Each pair is something that exists, hidden from them, and something that does
+		// not exist: the answers must be the same.
+		missing := uuid.NewString()
+		for _, pair := range [][2]string{
+			{"/events/" + invoice.String(), "/events/" + missing},
+			{"/events/" + invoice.String() + "/chain", "/events/" + missing + "/chain"},
+			{"/correlations/" + root.String(), "/correlations/" + missing},
+			{"/streams?prefix=invoice-", "/streams?prefix=nothing-"},
+			{"/streams?prefix=inv", "/streams?prefix=not"},
+		} {
+			hiddenCode, hiddenBody := httpDo(t, hc, "GET", base+pair[0], "", "", "")
+			missingCode, missingBody := httpDo(t, hc, "GET", base+pair[1], "", "", "")
+			if hiddenCode != missingCode {
+				t.Errorf("anonymous GET %s = %d %s\nbut GET %s = %d %s", pair[0], hiddenCode, hiddenBody, pair[1], missingCode, missingBody)
+			}
+		}
+	})
 	t.Run("stats are for admins and $ops", func(t *testing.T) {
 		var s struct {
 			LastPosition       uint64            `json:"lastPosition"`

@@ -88,6 +88,9 @@ func (h *handler) lookup(ctx context.Context, op string, c caller, id string) (e
 		return eventindex.Ref{}, linkedEventOut{}, err
 	}
 	notFound := verity.Errorf(verity.NotFound, op, "no event with id %q (that you may read)", id)
+	if c.principal.Anonymous() {
+		notFound = verity.Errorf(verity.NotFound, op, "no event with id %q that an anonymous caller may read; log in to see more", id)
+	}
 	ref, err := idx.Lookup(ctx, id)
 	if err != nil {
 		if verity.KindOf(err) == verity.NotFound {

@@ -101,7 +101,6 @@ func (h *handler) searchStreams(w http.ResponseWriter, r *http.Request, c caller
 
 	page := searchPage{Streams: []streamOut{}}
 	seen := map[string]bool{}
-	unauthenticated := false
 	if before == 1 {
 		writeJSON(w, http.StatusOK, page)
 		return nil
@@ -128,12 +127,10 @@ scan:
 			}
 			seen[e.Stream] = true
 			s, ok, err := lastEventVisible(r.Context(), c.store, e.Stream, before)
-			switch {
-			case err != nil && verity.KindOf(err) == verity.Unauthenticated:
-				unauthenticated = true
-			case err != nil:
+			if err != nil {
 				return err
-			case ok:
+			}
+			if ok {
 				page.Streams = append(page.Streams, s)
 			}
 			if len(page.Streams) == limit {
@@ -152,8 +149,11 @@ scan:
 		}
 		opts.From, opts.FromEnd = last-1, false
 	}
-	if unauthenticated && len(page.Streams) == 0 {
-		return verity.Errorf(verity.Unauthenticated, op, "log in to search streams")
+	// An anonymous caller with nothing to see is told to log in, whether or not the page
+	// found streams hidden from them: answering so only when it did would tell them that
+	// streams of that prefix exist.
+	if c.principal.Anonymous() && len(page.Streams) == 0 {
+		return verity.Errorf(verity.Unauthenticated, op, "log in to search streams: no stream on this page is open to anonymous callers")
 	}
 	writeJSON(w, http.StatusOK, page)
 	return nil
@@ -162,7 +162,7 @@ scan:
 // lastEventVisible reads a stream's last event through the caller's store. ok is false
 // when the caller may not read the stream or it has no visible events (deleted, hidden by
 // its metadata), and when its last event is at or past before (not 0): a page before that
-// one listed it. An anonymous caller's refusal comes back as the Unauthenticated error.
+// one listed it.
 func lastEventVisible(ctx context.Context, store verity.Store, stream string, before uint64) (streamOut, bool, error) {
 	evs, err := store.ReadStream(ctx, stream, verity.ReadStreamOptions{Direction: verity.Backwards, FromEnd: true, Limit: 1})
 	if err != nil {
@@ -181,14 +181,16 @@ func lastEventVisible(ctx context.Context, store verity.Store, stream string, be
 
 // hidden reports whether a read failed because the caller may not see what they asked
 // for, or it is gone: the console-support endpoints leave such things out rather than
-// fail. Unauthenticated is not among them: an anonymous caller is better told to log in.
+// fail. An anonymous caller's refusal (Unauthenticated) is among them: the console-support
+// endpoints only read what the log or the index found, so failing on it would tell the
+// caller that the thing exists, and its error names the stream.
 func hidden(err error) bool {
 	var e *verity.Error
 	if !errors.As(err, &e) {
 		return false
 	}
 	switch e.Kind {
-	case verity.PermissionDenied, verity.NotFound, verity.Deleted:
+	case verity.PermissionDenied, verity.Unauthenticated, verity.NotFound, verity.Deleted:
 		return true
 	}
 	return false
