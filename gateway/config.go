@@ -64,6 +64,11 @@ type Defaults struct {
 	// DELETE) gets after a connection error, a timeout of one attempt or a 502/503/504.
 	// Nil means 2; 0 disables retries.
 	Retries *int `yaml:"retries,omitempty" json:"retries,omitempty"`
+	// TryTimeout bounds each attempt at an instance until its answer's headers arrive: an
+	// instance that hangs is given up on, counted as a failure, and an idempotent request
+	// is tried again on another instance within the route's Timeout. Default 0: no bound
+	// per attempt (only Timeout), so a hung instance uses up the whole Timeout.
+	TryTimeout time.Duration `yaml:"tryTimeout,omitempty" json:"tryTimeout,omitempty"`
 	// RetryBackoff is the delay before the first retry; it doubles at each further one
 	// (up to 20 times the base), with jitter. Default 50 ms.
 	RetryBackoff time.Duration `yaml:"retryBackoff,omitempty" json:"retryBackoff,omitempty"`
@@ -115,6 +120,8 @@ type Route struct {
 	StripPrefix string `yaml:"stripPrefix,omitempty" json:"stripPrefix,omitempty"`
 	// Timeout overrides Defaults.Timeout.
 	Timeout time.Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`
+	// TryTimeout overrides Defaults.TryTimeout.
+	TryTimeout time.Duration `yaml:"tryTimeout,omitempty" json:"tryTimeout,omitempty"`
 	// Retries overrides Defaults.Retries (0 disables them).
 	Retries *int `yaml:"retries,omitempty" json:"retries,omitempty"`
 	// MaxConcurrent limits this route's requests in progress; 0 means no limit of its own
@@ -215,6 +222,8 @@ func (c Config) Validate() error {
 	switch {
 	case d.Timeout < 0:
 		return bad("defaults.timeout", "%s is negative", d.Timeout)
+	case d.TryTimeout < 0:
+		return bad("defaults.tryTimeout", "%s is negative", d.TryTimeout)
 	case d.Retries != nil && (*d.Retries < 0 || *d.Retries > 10):
 		return bad("defaults.retries", "%d is not between 0 and 10", *d.Retries)
 	case d.RetryBackoff < 0:
@@ -280,6 +289,8 @@ func (r Route) validate(f string, bad func(field, format string, args ...any) er
 	switch {
 	case r.Timeout < 0:
 		return bad(f+".timeout", "%s is negative", r.Timeout)
+	case r.TryTimeout < 0:
+		return bad(f+".tryTimeout", "%s is negative", r.TryTimeout)
 	case r.Retries != nil && (*r.Retries < 0 || *r.Retries > 10):
 		return bad(f+".retries", "%d is not between 0 and 10", *r.Retries)
 	case r.MaxConcurrent < 0:
@@ -433,6 +444,9 @@ func (d Defaults) retries() int {
 }
 
 func (r Route) timeout(d Defaults) time.Duration { return orDefault(r.Timeout, d.timeout()) }
+func (r Route) tryTimeout(d Defaults) time.Duration {
+	return orDefault(r.TryTimeout, d.TryTimeout)
+}
 func (r Route) retries(d Defaults) int {
 	if r.Retries == nil {
 		return d.retries()

@@ -212,7 +212,7 @@ func (g *Gateway) build(cfg Config) (*table, map[string]*upstream, map[string]*r
 		}
 		callerOf := func(service string) *caller {
 			return &caller{g: g, up: upstreamOf(service), resolver: g.resolver(rc.balance(d)),
-				retries: rc.retries(d), backoff: d.retryBackoff(), bodyLimit: d.retryBodyLimit()}
+				retries: rc.retries(d), tryTimeout: rc.tryTimeout(d), backoff: d.retryBackoff(), bodyLimit: d.retryBodyLimit()}
 		}
 		switch {
 		case rc.Service != "":

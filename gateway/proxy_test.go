@@ -154,6 +154,50 @@ routes: [{name: o, match: "/", service: orders, retries: 2}]
 	}
 }
 
+func TestAHungInstanceIsGivenUpOnAfterTryTimeout(t *testing.T) {
+	e := newEnv(t)
+	g := newGate()
+	hung := e.upstream("customers", "a-hung", g.hold)
+	// Released before the instance's server closes (cleanups run last first): a held POST
+	// whose body was not read does not see its client go away.
+	t.Cleanup(g.release)
+	good := e.upstream("customers", "b-good", echo("b-good"))
+	gw, url := e.gateway(parse(t, `
+defaults: {retryBackoff: 1ms, breaker: {failures: 1000}}
+routes: [{name: c, match: "/", service: customers, timeout: 10s, tryTimeout: 100ms, retries: 2}]
+`))
+	t.Run("a GET goes on to another instance", func(t *testing.T) {
+		for range 4 {
+			start := time.Now()
+			a := e.do("GET", url+"/customers/1", "")
+			if a.status != 200 {
+				t.Fatalf("status %d %s, want 200 from the live instance", a.status, a.body)
+			}
+			if d := time.Since(start); d > 5*time.Second {
+				t.Fatalf("answered after %v: the hung instance used up the route timeout", d)
+			}
+		}
+		if hung.hits.Load() == 0 || good.hits.Load() != 4 {
+			t.Errorf("hits hung=%d good=%d, want the hung one tried and the good one answering all 4", hung.hits.Load(), good.hits.Load())
+		}
+		if up := routeStatus(t, gw, "c").Upstreams[0]; up.Errors == 0 {
+			t.Errorf("the hung attempts were not counted as failures: %+v", up)
+		}
+	})
+	t.Run("a POST that may have reached it is not sent again", func(t *testing.T) {
+		before := good.hits.Load()
+		for range 4 {
+			a := e.do("POST", url+"/customers", `{}`)
+			if a.status != 200 && a.status != http.StatusGatewayTimeout {
+				t.Fatalf("POST: status %d %s, want 200 or 504", a.status, a.body)
+			}
+		}
+		if sent := good.hits.Load() - before; sent == 4 {
+			t.Errorf("every POST reached the live instance: those that hit the hung one were retried")
+		}
+	})
+}
+
 func TestRouteTimeout(t *testing.T) {
 	e := newEnv(t)
 	g := newGate()

@@ -62,6 +62,9 @@ var errNotCounted = errors.New("not counted")
 // went away (both end the request's context).
 var errRouteTimeout = errors.New("the route's timeout elapsed")
 
+// errTryTimeout is the cause of an attempt given up on after the route's tryTimeout.
+var errTryTimeout = errors.New("the attempt's timeout elapsed")
+
 // callError is a failure of an upstream call, with the status the gateway answers it with.
 type callError struct {
 	status     int
@@ -95,12 +98,13 @@ func isIdempotent(method string) bool {
 // http.RoundTripper for the route's ReverseProxy; the request's URL path is the upstream
 // path and its host is ignored.
 type caller struct {
-	g         *Gateway
-	up        *upstream
-	resolver  *registry.Resolver
-	retries   int
-	backoff   time.Duration
-	bodyLimit int64
+	g          *Gateway
+	up         *upstream
+	resolver   *registry.Resolver
+	retries    int
+	tryTimeout time.Duration // 0: none
+	backoff    time.Duration
+	bodyLimit  int64
 }
 
 func (c *caller) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -200,8 +204,35 @@ func (c *caller) attempt(req *http.Request, tried map[string]bool, body []byte, 
 	case stream != nil:
 		out.Body, out.GetBody = io.NopCloser(stream), nil
 	}
-	resp, err = c.g.transport.RoundTrip(out)
+	// The attempt's own bound, until the answer's headers: the body may then take the rest
+	// of the route's timeout. endTry releases the attempt's context once its body is done.
+	endTry := func() {}
+	if c.tryTimeout > 0 {
+		tctx, cancel := context.WithCancelCause(ctx)
+		timer := time.AfterFunc(c.tryTimeout, func() { cancel(errTryTimeout) })
+		out = out.WithContext(tctx)
+		defer timer.Stop()
+		endTry = func() { timer.Stop(); cancel(nil) }
+		resp, err = c.g.transport.RoundTrip(out)
+		if err == nil && !timer.Stop() && context.Cause(tctx) == errTryTimeout {
+			err = context.Cause(tctx) // fired as the headers came: treat as timed out
+			resp.Body.Close()
+			resp = nil
+		}
+		if err != nil && ctx.Err() == nil && context.Cause(tctx) == errTryTimeout {
+			endTry()
+			release()
+			report(errTryTimeout)
+			c.up.failures.Add(1)
+			c.g.metrics.attempts.WithLabelValues(service, outcomeTimeout).Inc()
+			return nil, &callError{status: http.StatusGatewayTimeout, service: service,
+				msg: fmt.Sprintf("instance %s at %s did not answer within %s", in.ID, in.Address, c.tryTimeout), err: errTryTimeout}, retryIdempotent
+		}
+	} else {
+		resp, err = c.g.transport.RoundTrip(out)
+	}
 	if err != nil {
+		endTry()
 		release()
 		if ctx.Err() != nil {
 			cerr := c.ended(ctx, err, "calling instance "+in.ID)
@@ -227,7 +258,7 @@ func (c *caller) attempt(req *http.Request, tried map[string]bool, body []byte, 
 		c.g.metrics.attempts.WithLabelValues(service, outcomeStatus5xx).Inc()
 		c.up.failures.Add(1)
 		report(fmt.Errorf("status %d", resp.StatusCode))
-		resp.Body = &doneBody{ReadCloser: resp.Body, done: func(error) { release() }}
+		resp.Body = &doneBody{ReadCloser: resp.Body, done: func(error) { endTry(); release() }}
 		retry := retryNever
 		if resp.StatusCode == http.StatusBadGateway || resp.StatusCode == http.StatusServiceUnavailable ||
 			resp.StatusCode == http.StatusGatewayTimeout {
@@ -242,8 +273,9 @@ func (c *caller) attempt(req *http.Request, tried map[string]bool, body []byte, 
 		c.g.metrics.attempts.WithLabelValues(service, outcomeSuccess).Inc()
 		report(nil)
 		if rwc, ok := resp.Body.(io.ReadWriteCloser); ok {
-			resp.Body = &upgradedBody{ReadWriteCloser: rwc, release: release}
+			resp.Body = &upgradedBody{ReadWriteCloser: rwc, release: func() { endTry(); release() }}
 		} else {
+			endTry()
 			release()
 		}
 		return resp, nil, retryNever
@@ -251,6 +283,7 @@ func (c *caller) attempt(req *http.Request, tried map[string]bool, body []byte, 
 	// The outcome of an answer is known once its body is read: a timeout or a broken
 	// connection halfway through is a failure.
 	resp.Body = &doneBody{ReadCloser: resp.Body, done: func(err error) {
+		endTry()
 		release()
 		switch {
 		case err == nil:
