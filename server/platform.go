@@ -54,3 +54,16 @@ func platformError(w http.ResponseWriter, kind verity.ErrorKind, msg string) {
 	w.WriteHeader(kind.HTTPStatus())
 	json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{"kind": kind.String(), "message": msg}})
 }
+
+// crossOriginProtection refuses state-changing requests (POST, PUT, DELETE...) that a
+// browser sends from another site (by Sec-Fetch-Site, or Origin against Host): a browser
+// that once answered the API's Basic prompt would otherwise attach those credentials to a
+// forged request from any page. Requests from the console itself (same origin) and from
+// programs (no such headers) pass.
+func crossOriginProtection() *http.CrossOriginProtection {
+	p := http.NewCrossOriginProtection()
+	p.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		platformError(w, verity.PermissionDenied, r.Method+" "+r.URL.Path+": a cross-origin request from a browser is refused (the API and console accept same-origin browser requests and programs)")
+	}))
+	return p
+}

@@ -1,10 +1,13 @@
 package server_test
 
 import (
+	"errors"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
 
+	"github.com/verity-dev/verity"
 	"github.com/verity-dev/verity/auth"
 	"github.com/verity-dev/verity/server"
 )
@@ -38,5 +41,39 @@ func TestThePlatformIsServedToAdministratorsOnly(t *testing.T) {
 	srv.SetPlatform(nil)
 	if code, _ := httpDo(t, hc, "GET", base+"/ui/platform/views", "", "admin", "s3cret-admin"); code != http.StatusNotFound {
 		t.Errorf("after SetPlatform(nil): %d, want 404", code)
+	}
+}
+
+func TestCrossSiteBrowserWritesAreRefused(t *testing.T) {
+	srv := start(t, server.Config{Insecure: true})
+	base := "http://" + srv.Addr().String()
+	post := func(site string) (int, string) {
+		req, err := http.NewRequest("POST", base+"/streams/order-1", strings.NewReader(`{"type":"T","data":{}}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		if site != "" {
+			req.Header.Set("Sec-Fetch-Site", site)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var b strings.Builder
+		io.Copy(&b, resp.Body)
+		return resp.StatusCode, b.String()
+	}
+	if code, body := post("cross-site"); code != http.StatusForbidden || !strings.Contains(body, "cross-origin") {
+		t.Errorf("a cross-site browser POST: %d %s, want 403 saying why", code, body)
+	}
+	if _, err := srv.Store().ReadStream(t.Context(), "order-1", verity.ReadStreamOptions{}); !errors.Is(err, verity.ErrNotFound) {
+		t.Errorf("the refused append wrote something: %v", err)
+	}
+	for _, site := range []string{"same-origin", ""} {
+		if code, body := post(site); code/100 != 2 {
+			t.Errorf("a POST with Sec-Fetch-Site %q: %d %s, want it accepted", site, code, body)
+		}
 	}
 }

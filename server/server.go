@@ -203,7 +203,7 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	s.http = &http.Server{
-		Handler:           s.route(mux),
+		Handler:           s.route(crossOriginProtection().Handler(mux)),
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		IdleTimeout:       cfg.IdleTimeout,
 		MaxHeaderBytes:    64 << 10,
