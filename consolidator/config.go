@@ -37,6 +37,14 @@ type ProjectionConfig struct {
 	EventTypes     []string `yaml:"event_types"`
 	// BatchSize is the most events per transaction; 0 is the projection package's default.
 	BatchSize int `yaml:"batch_size"`
+	// InvalidEvents says what to do with an event the mapping cannot apply (a required
+	// field missing, a value of the wrong type): "stop" (the default: the projection
+	// fails on it and retries with backoff, its Status naming the event, until the mapping
+	// or the event is fixed) or "skip" (the event is left out of the tables, counted in
+	// Status.Skipped and logged; the projection goes on). Skipping suits events anyone
+	// may write to the selected streams; the tables then hold the fold of the well-formed
+	// events.
+	InvalidEvents string `yaml:"invalid_events"`
 	// Tables are the tables the projection owns.
 	Tables []TableConfig `yaml:"tables"`
 	// On maps an event type to the actions that apply it, in order.
@@ -179,6 +187,9 @@ type compiled struct {
 	byName  map[string]*tableSpec
 	on      map[string][]*action
 	dialect dialect
+	// skipInvalid: invalid_events is "skip"; skips counts and describes the skipped.
+	skipInvalid bool
+	skips       *skipLog
 }
 
 type tableSpec struct {
@@ -215,12 +226,19 @@ type action struct {
 }
 
 func (pc ProjectionConfig) compile(d dialect) (*compiled, error) {
-	c := &compiled{name: pc.Name, batch: pc.BatchSize, byName: map[string]*tableSpec{}, on: map[string][]*action{}, dialect: d}
+	c := &compiled{name: pc.Name, batch: pc.BatchSize, byName: map[string]*tableSpec{}, on: map[string][]*action{}, dialect: d, skips: &skipLog{}}
 	if !identRE.MatchString(pc.Name) {
 		return nil, fmt.Errorf(".name: %q: want 1 to 48 of a-z, 0-9 and _, starting with a letter", pc.Name)
 	}
 	at := func(f string, a ...any) error {
 		return fmt.Errorf(" (%s).%s", pc.Name, fmt.Sprintf(f, a...))
+	}
+	switch pc.InvalidEvents {
+	case "", "stop":
+	case "skip":
+		c.skipInvalid = true
+	default:
+		return nil, at("invalid_events: %q: want stop or skip", pc.InvalidEvents)
 	}
 	if pc.BatchSize < 0 {
 		return nil, at("batch_size: %d is negative", pc.BatchSize)

@@ -95,6 +95,11 @@ type Status struct {
 	Errors      uint64     `json:"errors"`
 	LastError   string     `json:"lastError,omitempty"`
 	LastErrorAt *time.Time `json:"lastErrorAt,omitempty"`
+	// Skipped counts the events left out by invalid_events: skip; LastSkipped says why the
+	// last one was, at LastSkippedAt.
+	Skipped       uint64     `json:"skipped,omitempty"`
+	LastSkipped   string     `json:"lastSkipped,omitempty"`
+	LastSkippedAt *time.Time `json:"lastSkippedAt,omitempty"`
 	// RetryAt is when a failed projection is restarted.
 	RetryAt *time.Time `json:"retryAt,omitempty"`
 	// Tables are the projection's tables; AsOf its as-of builds.
@@ -135,6 +140,7 @@ type view struct {
 	name   string
 	proj   *projection.Projector
 	tables []tableInfo
+	skips  *skipLog // declarative projections' skipped events; nil for Go ones
 
 	mu         sync.Mutex // guards the fields below
 	running    bool
@@ -280,9 +286,13 @@ func (c *Consolidator) AddConfig(fc *FileConfig) error {
 		for _, t := range comp.tables {
 			tables = append(tables, tableInfo{name: t.name, key: t.key, types: t.types})
 		}
+		comp.skips.log = c.log
 		if err := c.add(comp.projection(), projection.Config{Filter: comp.filter, BatchSize: comp.batch}, tables); err != nil {
 			return err
 		}
+		c.mu.Lock()
+		c.views[comp.name].skips = comp.skips
+		c.mu.Unlock()
 	}
 	return nil
 }
@@ -416,6 +426,11 @@ func (c *Consolidator) Status(ctx context.Context, name string) (Status, error) 
 	}
 	for _, t := range v.tables {
 		st.Tables = append(st.Tables, t.name)
+	}
+	if v.skips != nil {
+		if n, last, at := v.skips.get(); n > 0 {
+			st.Skipped, st.LastSkipped, st.LastSkippedAt = n, last, &at
+		}
 	}
 	v.mu.Lock()
 	switch {

@@ -4,9 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"maps"
 	"slices"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/verity-dev/verity"
 	"github.com/verity-dev/verity/sdk/projection"
@@ -63,6 +66,12 @@ func (c *compiled) handleBatch(ctx context.Context, tx projection.Tx, events []v
 	pending := map[*tableSpec]*pendingTable{}
 	for _, e := range events {
 		ec := &eventCtx{e: e}
+		if c.skipInvalid {
+			if err := c.check(ec); err != nil {
+				c.skips.add(e, err)
+				continue
+			}
+		}
 		for _, a := range c.on[e.Type] {
 			if err := c.apply(ctx, tx, ec, a, pending); err != nil {
 				return err
@@ -81,6 +90,52 @@ func (c *compiled) handleBatch(ctx context.Context, tx projection.Tx, events []v
 		}
 	}
 	return nil
+}
+
+// check evaluates every value of every action of ec's event without applying any, so that
+// an event that cannot be applied is skipped whole, never in part.
+func (c *compiled) check(ec *eventCtx) error {
+	var buf []any
+	for _, a := range c.on[ec.e.Type] {
+		for _, l := range []struct {
+			what string
+			cvs  []colValue
+		}{{"set", a.set}, {"add", a.add}, {"where", a.where}} {
+			var err error
+			if buf, err = c.args(ec, a, l.what, l.cvs, buf[:0]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// skipLog counts the events a projection with invalid_events: skip left out, and keeps
+// the last one's description. A rolled-back batch may count an event twice; the count
+// says how often events were skipped, the log which.
+type skipLog struct {
+	mu   sync.Mutex
+	n    uint64
+	last string
+	at   time.Time
+	log  *slog.Logger
+}
+
+func (s *skipLog) add(e verity.RecordedEvent, err error) {
+	s.mu.Lock()
+	s.n++
+	s.last, s.at = err.Error(), time.Now()
+	log := s.log
+	s.mu.Unlock()
+	if log != nil {
+		log.Warn("consolidator: skipped an event the mapping cannot apply", "stream", e.Stream, "position", e.Position, "type", e.Type, "error", err)
+	}
+}
+
+func (s *skipLog) get() (uint64, string, time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.n, s.last, s.at
 }
 
 // eventErr names the event, the action and the value that failed.

@@ -157,6 +157,44 @@ func TestAMissingFieldFailsTheProjectionNamingEventFieldAndPosition(t *testing.T
 	})
 }
 
+func TestInvalidEventsSkipLeavesOutWhatCannotBeApplied(t *testing.T) {
+	const yaml = `
+projections:
+  - name: totals
+    categories: [order]
+    invalid_events: skip
+    tables:
+      - {name: totals, key: [id], columns: {id: text, total: integer, n: integer}}
+    on:
+      OrderPlaced:
+        - upsert: totals
+          set: {id: $.orderId, total: $.totalCents}
+          add: {n: 1}
+`
+	forEachTarget(t, func(t *testing.T, e env) {
+		appendJSON(t, e.store, "order-1", "OrderPlaced", `{"orderId":"1","totalCents":5}`)
+		// Written by someone else: no orderId. Its totalCents must not be applied either.
+		appendJSON(t, e.store, "order-2", "OrderPlaced", `{"total":42}`)
+		appendJSON(t, e.store, "order-3", "OrderPlaced", `{"orderId":"3","totalCents":7}`)
+		c := newConsolidator(t, e, yaml)
+		if err := c.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		waitCaughtUp(t, c, e.store)
+		rows := readTable(t, c, "totals")
+		if len(rows) != 2 || rows[0]["id"] != "1" || rows[1]["id"] != "3" || rows[1]["total"] != "7" {
+			t.Errorf("rows %v, want orders 1 and 3 only", rows)
+		}
+		st, err := c.Status(context.Background(), "totals")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Skipped == 0 || !strings.Contains(st.LastSkipped, "order-2") || st.Errors != 0 || st.LastSkippedAt == nil {
+			t.Errorf("status %+v: want the skip counted and naming order-2, and no error", st)
+		}
+	})
+}
+
 func TestBadConfigsAreInvalidNamingTheField(t *testing.T) {
 	base := func(on string) string {
 		return `

@@ -36,10 +36,14 @@ func Park(err error) error {
 	return parkError{err: err}
 }
 
-func isPark(err error) bool {
+// IsPark reports whether err, or an error it wraps, was marked with Park: what a test of a
+// handler checks to see that an event would be parked.
+func IsPark(err error) bool {
 	var p parkError
 	return errors.As(err, &p)
 }
+
+func isPark(err error) bool { return IsPark(err) }
 
 // Defaults of GroupRunnerConfig.
 const (

@@ -85,18 +85,18 @@ func printDevHelp(w io.Writer, addr, data string, st *stack.Stack) {
 	fmt.Fprintf(w, `Verity is running on %[1]s (insecure dev mode, data in %[2]s). Ctrl-C stops it.
 
 Append an event:
-  curl -s -X POST %[1]s/streams/order-1 -H 'Content-Type: application/json' \
-    -d '{"type":"OrderPlaced","data":{"total":42}}'
+  curl -s -X POST %[1]s/streams/note-1 -H 'Content-Type: application/json' \
+    -d '{"type":"NoteAdded","data":{"text":"hello"}}'
 
 Read the stream back:
-  curl -s %[1]s/streams/order-1
+  curl -s %[1]s/streams/note-1
 
 Follow the whole log live (server-sent events):
   curl -N '%[1]s/subscribe/$all'
 
 Share a stream's events among consumers (a consumer group), then consume and ack them:
-  go run ./cmd/verity groups create --server %[1]s order-1 billing
-  go run ./cmd/verity groups consume --server %[1]s order-1 billing --count 1
+  go run ./cmd/verity groups create --server %[1]s note-1 readers
+  go run ./cmd/verity groups consume --server %[1]s note-1 readers --count 1
 
 Services registered in the registry:  curl -s %[1]s/registry/services
 Web console: %[1]s/ui/

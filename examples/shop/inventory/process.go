@@ -40,9 +40,28 @@ func NewProcess(store verity.Store, reg *sdk.Registry) (*Process, error) {
 func (p *Process) Handle(ctx context.Context, e sdk.Event) error {
 	switch d := e.Data.(type) {
 	case events.OrderPlaced:
+		if err := checkOrderEvent(e, d.OrderID); err != nil {
+			return err
+		}
 		return p.reserve(ctx, e, d)
 	case events.OrderCancelled:
+		if err := checkOrderEvent(e, d.OrderID); err != nil {
+			return err
+		}
 		return p.release(ctx, e, d)
+	}
+	return nil
+}
+
+// checkOrderEvent parks an order event that is not the orders service's: its order id is
+// not a UUID, or not that of its stream (anyone allowed to write to order-* could append
+// one). Reserving for it would write streams of an order nobody placed.
+func checkOrderEvent(e sdk.Event, orderID string) error {
+	if err := events.CheckOrderID(orderID); err != nil {
+		return sdk.Park(fmt.Errorf("%s in %s: %w", e.Type, e.Recorded.Stream, err))
+	}
+	if e.Recorded.Stream != events.OrderStream(orderID) {
+		return sdk.Park(fmt.Errorf("%s in %s names order %s of another stream", e.Type, e.Recorded.Stream, orderID))
 	}
 	return nil
 }

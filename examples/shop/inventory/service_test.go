@@ -86,6 +86,7 @@ func TestProcessIsIdempotent(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	const o1, o2 = "7b0e1c3a-1111-4111-8111-000000000001", "7b0e1c3a-2222-4222-8222-000000000002"
 	// deliver appends e to stream and hands it to the process twice.
 	deliver := func(stream string, v any) {
 		t.Helper()
@@ -132,29 +133,61 @@ func TestProcessIsIdempotent(t *testing.T) {
 	}
 
 	t.Run("an order within stock is reserved once", func(t *testing.T) {
-		deliver(events.OrderStream("o1"), events.OrderPlaced{OrderID: "o1", Lines: []events.OrderLine{{SKU: "mug", Qty: 2, PriceCents: 1200}, {SKU: "tea", Qty: 1, PriceCents: 500}}, TotalCents: 2900})
+		deliver(events.OrderStream(o1), events.OrderPlaced{OrderID: o1, Lines: []events.OrderLine{{SKU: "mug", Qty: 2, PriceCents: 1200}, {SKU: "tea", Qty: 1, PriceCents: 500}}, TotalCents: 2900})
 		if m, te := stock("mug"), stock("tea"); m.Available != 3 || m.Reserved != 2 || te.Available != 0 {
 			t.Errorf("mug %+v, tea %+v", m, te)
 		}
-		if got := reservation("o1"); len(got) != 1 || got[0] != "ReservationSucceeded" {
+		if got := reservation(o1); len(got) != 1 || got[0] != "ReservationSucceeded" {
 			t.Errorf("reservation %v", got)
 		}
 	})
 	t.Run("an order beyond stock reserves nothing", func(t *testing.T) {
-		deliver(events.OrderStream("o2"), events.OrderPlaced{OrderID: "o2", Lines: []events.OrderLine{{SKU: "mug", Qty: 1, PriceCents: 1200}, {SKU: "tea", Qty: 1, PriceCents: 500}}})
+		deliver(events.OrderStream(o2), events.OrderPlaced{OrderID: o2, Lines: []events.OrderLine{{SKU: "mug", Qty: 1, PriceCents: 1200}, {SKU: "tea", Qty: 1, PriceCents: 500}}})
 		if m := stock("mug"); m.Available != 3 {
 			t.Errorf("mug %+v: a failed reservation took stock", m)
 		}
-		if got := reservation("o2"); len(got) != 1 || got[0] != "ReservationFailed" {
+		if got := reservation(o2); len(got) != 1 || got[0] != "ReservationFailed" {
 			t.Errorf("reservation %v", got)
 		}
 	})
+	t.Run("an order event someone else wrote is parked and reserves nothing", func(t *testing.T) {
+		for _, c := range []struct {
+			stream string
+			v      events.OrderPlaced
+		}{
+			{"order-1", events.OrderPlaced{Lines: []events.OrderLine{{SKU: "mug", Qty: 1}}}},                           // no order id
+			{events.OrderStream(o2), events.OrderPlaced{OrderID: o1, Lines: []events.OrderLine{{SKU: "mug", Qty: 1}}}}, // another stream's
+		} {
+			data, err := reg.Encode(c.v, sdk.Metadata{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := store.Append(ctx, c.stream, verity.Any(), data); err != nil {
+				t.Fatal(err)
+			}
+			recs, err := store.ReadStream(ctx, c.stream, verity.ReadStreamOptions{Direction: verity.Backwards, FromEnd: true, Limit: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			e, err := reg.Decode(recs[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			before := stock("mug")
+			if err := p.Handle(ctx, e); !sdk.IsPark(err) {
+				t.Errorf("%s in %s: %v, want it parked", e.Type, c.stream, err)
+			}
+			if after := stock("mug"); after.Available != before.Available || after.Reserved != before.Reserved {
+				t.Errorf("%s in %s changed the stock: %+v -> %+v", e.Type, c.stream, before, after)
+			}
+		}
+	})
 	t.Run("a cancelled order's stock is released once", func(t *testing.T) {
-		deliver(events.OrderStream("o1"), events.OrderCancelled{OrderID: "o1", Reason: "payment failed"})
+		deliver(events.OrderStream(o1), events.OrderCancelled{OrderID: o1, Reason: "payment failed"})
 		if m, te := stock("mug"), stock("tea"); m.Available != 5 || m.Reserved != 0 || te.Available != 1 {
 			t.Errorf("mug %+v, tea %+v: want everything back", m, te)
 		}
-		deliver(events.OrderStream("o2"), events.OrderCancelled{OrderID: "o2", Reason: "no stock"})
+		deliver(events.OrderStream(o2), events.OrderCancelled{OrderID: o2, Reason: "no stock"})
 		if m := stock("mug"); m.Available != 5 {
 			t.Errorf("mug %+v: a release without reservation gave stock", m)
 		}

@@ -3,6 +3,7 @@ package payments
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -124,6 +125,14 @@ func (s *Service) Charge(ctx context.Context, e sdk.Event) error {
 	res, ok := e.Data.(events.ReservationSucceeded)
 	if !ok {
 		return nil
+	}
+	// Only inventory's reservations are charged: one whose order id is not a UUID, or not
+	// that of its stream, was written by someone else.
+	if err := events.CheckOrderID(res.OrderID); err != nil {
+		return sdk.Park(fmt.Errorf("ReservationSucceeded in %s: %w", e.Recorded.Stream, err))
+	}
+	if e.Recorded.Stream != events.ReservationStream(res.OrderID) {
+		return sdk.Park(fmt.Errorf("ReservationSucceeded in %s names order %s of another stream", e.Recorded.Stream, res.OrderID))
 	}
 	stream := events.PaymentStream(res.OrderID)
 	p, _, err := s.payments.State(ctx, stream)

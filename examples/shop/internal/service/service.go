@@ -54,6 +54,7 @@ type Base struct {
 	gate     *gate
 	unreg    context.CancelFunc // ends KeepRegistered, which then deregisters (unless killed)
 	regDone  chan error
+	regID    string // the instance's id in the registry
 	stopOnce sync.Once
 }
 
@@ -139,7 +140,7 @@ func (b *Base) Start(ctx context.Context, handler http.Handler, start StartFunc)
 	}
 	b.gate = &gate{r: b.cfg.Registrar, dead: make(chan struct{})}
 	regCtx, unreg := context.WithCancel(context.WithoutCancel(ctx))
-	b.unreg, b.regDone = unreg, make(chan error, 1)
+	b.unreg, b.regDone, b.regID = unreg, make(chan error, 1), in.ID
 	go func() { b.regDone <- registry.KeepRegistered(regCtx, b.gate, in, 0) }()
 	return nil
 }
@@ -194,6 +195,16 @@ func (b *Base) stop(kill bool) error {
 		b.unreg()
 		if err := <-b.regDone; err != nil && !kill {
 			errs = append(errs, err)
+		}
+		if !kill {
+			// KeepRegistered deregisters what it registered; Start's own first
+			// registration it may not have renewed yet if stopped at once. Deregistering
+			// again is harmless (NotFound).
+			ctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+			if err := b.cfg.Registrar.Deregister(ctx, b.regID); err != nil && verity.KindOf(err) != verity.NotFound {
+				errs = append(errs, err)
+			}
+			cancel()
 		}
 	}
 	if kill {
