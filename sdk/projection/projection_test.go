@@ -542,3 +542,53 @@ func (g *gatedStore) Subscribe(ctx context.Context, opts verity.SubscribeOptions
 	})
 	return g.Store.Subscribe(ctx, opts)
 }
+
+func TestProjectorsSettingUpOneDatabaseAtOnceAllSucceed(t *testing.T) {
+	forEachTarget(t, func(t *testing.T, kind targetKind) {
+		s := openStore(t, t.TempDir())
+		defer s.Close()
+		appendDeposits(t, s, "acct", 2, 10, 1)
+		for round := range 5 {
+			dsn := kind.fresh(t)
+			// One projection of a consolidator with its own tables, and three projectors of
+			// another, each on its own connection pool as separate processes would be.
+			other := projection.Projection{
+				Name:   "other",
+				Tables: []projection.Table{{Name: "other", Create: []string{`CREATE TABLE {other} (k TEXT PRIMARY KEY)`}}},
+				Handle: func(context.Context, projection.Tx, verity.RecordedEvent) error { return nil },
+			}
+			var projectors []*projection.Projector
+			for i := range 4 {
+				tg := kind.open(t, dsn)
+				defer tg.Close()
+				proj := ledger("ledger")
+				if i == 0 {
+					proj = other
+				}
+				p, err := projection.New(s, tg, proj, projection.Config{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				projectors = append(projectors, p)
+			}
+			errs := make(chan error, len(projectors))
+			for _, p := range projectors {
+				go func() { errs <- p.Setup(context.Background()) }()
+			}
+			for range projectors {
+				if err := <-errs; err != nil {
+					t.Fatalf("round %d: %v", round, err)
+				}
+			}
+			for _, p := range projectors {
+				st, err := p.Status(context.Background())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if st.Position != 0 || st.Generation != 1 {
+					t.Fatalf("round %d: projection %s starts at position %d generation %d, want 0 and 1", round, st.Name, st.Position, st.Generation)
+				}
+			}
+		}
+	})
+}

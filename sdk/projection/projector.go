@@ -140,14 +140,26 @@ func (p *Projector) Setup(ctx context.Context) error {
 	if p.setup {
 		return nil
 	}
+	// Other projectors (the other projections of a consolidator, or this one in another
+	// process) may be setting up the same database at the same moment. PostgreSQL fails
+	// one of two concurrent CREATE TABLE IF NOT EXISTS of one table (a unique violation in
+	// its catalog), and one of two creations of a projection's tables; whichever lost finds
+	// the winner's tables when it looks again.
 	if err := p.inTx(ctx, func(tx *handlerTx) error { return tx.Exec(ctx, createCheckpointTable) }); err != nil {
-		return p.wrap("create the checkpoint table", err)
+		if ctxErr := contextError(err); ctxErr != nil {
+			return ctxErr
+		}
+		if err := p.inTx(ctx, func(tx *handlerTx) error { return tx.Exec(ctx, createCheckpointTable) }); err != nil {
+			return p.wrap("create the checkpoint table", err)
+		}
 	}
 	if _, found, err := p.load(ctx, p.proj.Name); err != nil {
 		return err
 	} else if !found {
 		if err := p.create(ctx, p.newView(p.proj.Name, 1, checkpoint{})); err != nil {
-			return err
+			if _, found, lerr := p.load(ctx, p.proj.Name); lerr != nil || !found {
+				return err
+			}
 		}
 	}
 	p.setup = true
