@@ -90,6 +90,10 @@ type Config struct {
 	// answer 503. Default false: the index is kept.
 	DisableEventIndex bool `yaml:"disable_event_index"`
 
+	// LiveEvery is how often the console's live pages (GET /ui/live) look for changes in
+	// consumer groups, read models, the registry and gateway routes. Default 1s.
+	LiveEvery time.Duration `yaml:"live_every"`
+
 	// LogLevel is debug, info, warn or error. Default info.
 	LogLevel string `yaml:"log_level"`
 	// LogFormat is text or json. Default text.
@@ -108,6 +112,7 @@ const (
 	DefaultMaxSubscriptionsPerConnection = 64
 	DefaultMaxConcurrentStreams          = 1000
 	DefaultReadHeaderTimeout             = 10 * time.Second
+	DefaultLiveEvery                     = time.Second
 	DefaultIdleTimeout                   = 2 * time.Minute
 	DefaultShutdownTimeout               = 10 * time.Second
 )
@@ -140,6 +145,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if c.LiveEvery == 0 {
+		c.LiveEvery = DefaultLiveEvery
 	}
 	if c.LogLevel == "" {
 		c.LogLevel = "info"
@@ -177,6 +185,8 @@ func (c Config) Validate() error {
 		return errors.New("config: timeouts must not be negative")
 	case c.RegistryTTL < 0 || c.RegistryTTL > 0 && c.RegistryTTL < time.Millisecond:
 		return fmt.Errorf("config: registry_ttl %v: want 1ms or more", c.RegistryTTL)
+	case c.LiveEvery < 0 || c.LiveEvery > 0 && c.LiveEvery < time.Millisecond:
+		return fmt.Errorf("config: live_every %v: want 1ms or more", c.LiveEvery)
 	case c.RegistryProbeInterval < 0:
 		return fmt.Errorf("config: registry_probe_interval %v is negative", c.RegistryProbeInterval)
 	}
@@ -249,6 +259,7 @@ var Settings = []Setting{
 	duration("read-header-timeout", "`DURATION` a client may take to send request headers (default 10s)", func(c *Config) *time.Duration { return &c.ReadHeaderTimeout }),
 	duration("idle-timeout", "close connections idle for `DURATION` (default 2m)", func(c *Config) *time.Duration { return &c.IdleTimeout }),
 	duration("shutdown-timeout", "bound (`DURATION`) on draining in-flight requests at shutdown (default 10s)", func(c *Config) *time.Duration { return &c.ShutdownTimeout }),
+	duration("live-every", "how often (`DURATION`) the console's live pages look for changes (default 1s)", func(c *Config) *time.Duration { return &c.LiveEvery }),
 	duration("registry-ttl", "service instances leave the registry after `DURATION` without a heartbeat (default 10s)", func(c *Config) *time.Duration { return &c.RegistryTTL }),
 	duration("registry-probe-interval", "probe the health check of registered instances every `DURATION` (default 10s)", func(c *Config) *time.Duration { return &c.RegistryProbeInterval }),
 	boolean("disable-event-index", "keep no event index (the console's event lookup and causation chain answer 503)", func(c *Config) *bool { return &c.DisableEventIndex }),

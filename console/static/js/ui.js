@@ -1,5 +1,6 @@
 // Small DOM helpers shared by the pages. Everything user- or server-supplied goes in as text
 // (textContent, attributes), never as HTML.
+import { sse } from "./api.js";
 
 // h builds an element: h("a", {href: "#/"}, "text", child, [children]). Attributes starting
 // with "on" are listeners; false/null attributes and children are skipped.
@@ -160,39 +161,54 @@ export function swap(box, ...nodes) {
   return box;
 }
 
-// autoRefresh calls load every `every` ms while the page is shown: it waits for one load to
-// end before timing the next, skips while the tab is hidden (and loads at once when it shows
-// again), and stops when signal aborts (the page was left). It answers a control for the
-// toolbar: a checkbox that turns it off and on, with when it last loaded.
-export function autoRefresh(signal, load, { every = 2000, label = "Refresh every 2 s" } = {}) {
-  let timer = null;
-  let busy = false;
-  const box = h("input", { type: "checkbox", id: "auto-refresh", checked: true });
+// liveRefresh keeps a page up to date without polling from the browser: the server says,
+// over server-sent events (GET /ui/live), when the answer to one of paths has changed, and
+// load runs then, one at a time (a change during a load runs it once more after). It
+// follows while the page is shown and the tab visible, and stops when signal aborts (the
+// page was left). It answers a control for the toolbar: a checkbox that turns following
+// off and on, with when the page last loaded and whether the connection is up.
+export function liveRefresh(signal, paths, load, { label = "Live" } = {}) {
+  const box = h("input", { type: "checkbox", id: "live-refresh", checked: true });
   const when = h("span", { class: "muted updated", "aria-live": "off" });
-  const stop = () => { clearTimeout(timer); timer = null; };
-  const schedule = () => {
-    stop();
-    if (!signal.aborted && box.checked && !document.hidden) timer = setTimeout(tick, every);
-  };
-  async function tick() {
-    timer = null;
-    if (busy || signal.aborted) return;
+  let following = null; // the AbortController of the open stream
+  let busy = false;
+  let again = false;
+  async function run() {
+    if (busy) { again = true; return; }
     busy = true;
     try {
-      await load();
-      when.textContent = "updated " + new Date().toLocaleTimeString();
+      do {
+        again = false;
+        if (signal.aborted) return;
+        await load();
+        when.textContent = "updated " + new Date().toLocaleTimeString();
+        when.dataset.loads = String(Number(when.dataset.loads || 0) + 1); // for tests: loads so far
+      } while (again);
     } catch (e) {
       if (e.name === "AbortError" || e.status === 401) return; // left, or the sign-in form took over
       when.textContent = "last refresh failed: " + (e.message || e);
     } finally {
       busy = false;
     }
-    schedule();
   }
-  const onVisibility = () => { if (document.hidden) stop(); else if (box.checked) tick(); };
+  const query = paths.map((p) => "path=" + encodeURIComponent(p)).join("&");
+  const start = () => {
+    if (following || signal.aborted || !box.checked || document.hidden) return;
+    following = new AbortController();
+    sse("/ui/live?" + query, {
+      signal: AbortSignal.any([signal, following.signal]),
+      resume: false,
+      onMessage: (m) => { if (m.event === "changed") run(); },
+      onState: (state, err) => {
+        if (state === "error" && err) when.textContent = "not live: " + (err.message || err);
+      },
+    });
+  };
+  const stop = () => { if (following) following.abort(); following = null; };
+  const onVisibility = () => { if (document.hidden) stop(); else start(); };
   document.addEventListener("visibilitychange", onVisibility);
   signal.addEventListener("abort", () => { stop(); document.removeEventListener("visibilitychange", onVisibility); }, { once: true });
-  box.addEventListener("change", () => { if (box.checked) tick(); else stop(); });
-  schedule();
-  return h("div", { class: "field check auto" }, box, h("label", { for: "auto-refresh" }, label), when);
+  box.addEventListener("change", () => { if (box.checked) start(); else stop(); });
+  start();
+  return h("div", { class: "field check auto" }, box, h("label", { for: "live-refresh" }, label), when);
 }

@@ -1,10 +1,11 @@
 // Platform pages: read models (the consolidator's admin API at /ui/platform/views), and
 // services (the registry, and the gateway's routes at /ui/platform/admin/routes). The
 // consolidator and gateway run under `verity dev`; a plain server answers 404 for them.
-// Both pages refresh themselves every 2 s while shown (autoRefresh), swapping tables in place
-// so that focus, open details and scroll survive.
+// Both pages follow changes live while shown (liveRefresh: the server says what changed over
+// server-sent events), swapping tables in place so that focus, open details and scroll
+// survive.
 import { api, seg } from "../api.js";
-import { h, errorBox, empty, loading, num, badge, healthTone, confirmDialog, ago, time, table, swap, autoRefresh } from "../ui.js";
+import { h, errorBox, empty, loading, num, badge, healthTone, confirmDialog, ago, time, table, swap, liveRefresh } from "../ui.js";
 
 const NOT_RUN = "Not run by this server (verity dev runs them).";
 
@@ -67,7 +68,7 @@ export async function renderViews({ root, signal }) {
   const load = () => section(box, "Read models", "/ui/platform/views", signal, show, "The consolidator is not running here.");
 
   // watch polls a started rebuild twice a second until it is seen done, whether or not the
-  // page refreshes itself: a person who asked for it is waiting for the answer.
+  // page follows changes live: a person who asked for it is waiting for the answer.
   async function watch(name) {
     const deadline = Date.now() + 10 * 60 * 1000;
     while (pending.has(name) && !signal.aborted && Date.now() < deadline) {
@@ -103,7 +104,7 @@ export async function renderViews({ root, signal }) {
 
   root.append(h("div", { class: "toolbar" },
     h("button", { type: "button", class: "secondary", id: "refresh", onclick: () => load() }, "Refresh"),
-    autoRefresh(signal, load)), notice, box);
+    liveRefresh(signal, ["/ui/platform/views"], load)), notice, box);
   await load();
 }
 
@@ -152,7 +153,7 @@ export async function renderServices({ root, signal }) {
   ]);
   root.append(h("div", { class: "toolbar" },
     h("button", { type: "button", class: "secondary", id: "refresh", onclick: () => load() }, "Refresh"),
-    autoRefresh(signal, load)), inst, routes);
+    liveRefresh(signal, ["/registry/services", "/registry/instances", "/ui/platform/admin/routes"], load)), inst, routes);
   await load();
 }
 

@@ -1,15 +1,15 @@
 // Subscriptions: every consumer group (GET /subscriptions) with its consumers, in-flight,
 // checkpoint, lag and parked counts; replay parked events behind a confirmation. The list
-// refreshes itself every 2 s while shown, in place (focus and open details are kept).
+// follows changes live while shown (liveRefresh), in place (focus and open details are kept).
 import { api, seg } from "../api.js";
-import { h, errorBox, empty, loading, num, badge, healthTone, confirmDialog, streamHref, time, swap, autoRefresh } from "../ui.js";
+import { h, errorBox, empty, loading, num, badge, healthTone, confirmDialog, streamHref, time, swap, liveRefresh } from "../ui.js";
 
 export async function render({ root, signal }) {
   root.append(h("h1", {}, "Subscriptions"), h("p", { class: "muted" }, "Consumer groups (persistent subscriptions): the server keeps their checkpoints and shares their events among consumers."));
   const notice = h("div", { "aria-live": "polite" });
   const refresh = h("button", { type: "button", class: "secondary", id: "refresh", onclick: () => load() }, "Refresh");
   const out = h("div", {}, loading());
-  root.append(h("div", { class: "toolbar" }, refresh, autoRefresh(signal, () => load())), notice, out);
+  root.append(h("div", { class: "toolbar" }, refresh, liveRefresh(signal, ["/subscriptions"], () => load())), notice, out);
 
   async function replay(g) {
     const ok = await confirmDialog(`Replay parked events of ${g.group}?`,
