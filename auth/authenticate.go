@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"golang.org/x/crypto/bcrypt"
@@ -138,7 +139,7 @@ func (s *Service) authBasic(user, password string) (Principal, error) {
 	}
 	if !ok {
 		// Spend the same bcrypt time as for a real user so that timing does not tell.
-		_ = bcrypt.CompareHashAndPassword(s.dummyHash, []byte(password))
+		_ = bcrypt.CompareHashAndPassword(dummyHash(s.cfg.BcryptCost), []byte(password))
 		return Principal{}, wrongPassword()
 	}
 	if bcrypt.CompareHashAndPassword(hash, []byte(password)) != nil {
@@ -191,4 +192,33 @@ func (s *Service) authBearer(token string) (Principal, error) {
 		return Principal{}, disabledError(u.Name)
 	}
 	return Principal{Name: u.Name, Roles: slices.Clone(u.Roles)}, nil
+}
+
+// dummyHashes holds, per bcrypt cost, the hash an unknown user's password is compared
+// against, made the first time one is needed in the process (not at every Open: a hash
+// costs as much as a comparison, and a server that never sees an unknown user, such as
+// one in --insecure mode, needs none).
+var dummyHashes struct {
+	sync.Mutex
+	m map[int]func() []byte
+}
+
+func dummyHash(cost int) []byte {
+	dummyHashes.Lock()
+	f, ok := dummyHashes.m[cost]
+	if !ok {
+		f = sync.OnceValue(func() []byte {
+			h, err := bcrypt.GenerateFromPassword([]byte("verity dummy password"), cost)
+			if err != nil { // only for a cost out of range, which Config.Validate refuses
+				panic("auth: dummy hash: " + err.Error())
+			}
+			return h
+		})
+		if dummyHashes.m == nil {
+			dummyHashes.m = map[int]func() []byte{}
+		}
+		dummyHashes.m[cost] = f
+	}
+	dummyHashes.Unlock()
+	return f()
 }

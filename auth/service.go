@@ -31,8 +31,7 @@ type Service struct {
 	credMu sync.Mutex
 	creds  map[[32]byte]credEntry
 
-	dummyHash []byte // compared against for unknown users, so timing does not tell
-	denied    atomic.Uint64
+	denied atomic.Uint64
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -56,10 +55,6 @@ func Open(ctx context.Context, store verity.Store, cfg Config) (*Service, error)
 	}
 	cfg = cfg.withDefaults()
 	s := &Service{cfg: cfg, store: store, v: newView(), creds: map[[32]byte]credEntry{}, done: make(chan struct{})}
-	var err error
-	if s.dummyHash, err = bcrypt.GenerateFromPassword([]byte("verity dummy password"), cfg.BcryptCost); err != nil {
-		return nil, &verity.Error{Kind: verity.Internal, Op: "open auth", Err: err}
-	}
 	if err := s.catchUp(ctx); err != nil {
 		return nil, err
 	}
