@@ -21,6 +21,11 @@ const (
 	// EventInstanceHealthChanged: SetHealth changed an instance's health. Data: service, id,
 	// health, reason, at.
 	EventInstanceHealthChanged = "InstanceHealthChanged"
+	// EventRegistrySnapshot: the live instances as of this revision, written every
+	// Config.SnapshotEvery events, so that a starting registry need not fold the whole
+	// stream. It changes nothing: the events before it say the same. Data: at, and
+	// instances, each as in InstanceRegistered with "at" its registration time.
+	EventRegistrySnapshot = "RegistrySnapshot"
 )
 
 // Reasons of an InstanceRemoved event.
@@ -41,6 +46,20 @@ type record struct {
 	// Reason is the removal's reason (InstanceRemoved).
 	Reason string    `json:"reason,omitempty"`
 	At     time.Time `json:"at"`
+}
+
+// snapshotRecord is the data of a RegistrySnapshot.
+type snapshotRecord struct {
+	At        time.Time `json:"at"`
+	Instances []record  `json:"instances"`
+}
+
+func (s snapshotRecord) encode() (verity.EventData, error) {
+	data, err := json.Marshal(s)
+	if err != nil {
+		return verity.EventData{}, verity.Errorf(verity.Internal, "registry", "encode %s: %v", EventRegistrySnapshot, err)
+	}
+	return verity.EventData{ID: uuid.New(), Type: EventRegistrySnapshot, ContentType: verity.ContentTypeJSON, Data: data}, nil
 }
 
 // change is one decoded registry event: what the fold applies and watchers are told.

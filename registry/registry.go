@@ -3,6 +3,7 @@ package registry
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -29,14 +30,21 @@ type Config struct {
 	// WatchBuffer is how many changes a watcher may leave unread; past it the watcher is
 	// sent a fresh snapshot instead of what it missed. Default 256.
 	WatchBuffer int
+	// SnapshotEvery is how many events of the stream go by between two RegistrySnapshot
+	// events (the live instances at that revision). A starting registry folds the stream
+	// from its last snapshot, so its start does not grow with the stream's history, and
+	// the history before a snapshot may be let go (a $maxCount of the stream of at least
+	// twice this keeps one in reach). Default 1000.
+	SnapshotEvery int
 }
 
 // Defaults of Config.
 const (
-	DefaultTTL         = 10 * time.Second
-	DefaultStream      = "$registry"
-	DefaultWatchBuffer = 256
-	maxDefaultSweep    = time.Second
+	DefaultTTL           = 10 * time.Second
+	DefaultStream        = "$registry"
+	DefaultWatchBuffer   = 256
+	DefaultSnapshotEvery = 1000
+	maxDefaultSweep      = time.Second
 )
 
 func (c Config) withDefaults() Config {
@@ -58,6 +66,9 @@ func (c Config) withDefaults() Config {
 	if c.WatchBuffer == 0 {
 		c.WatchBuffer = DefaultWatchBuffer
 	}
+	if c.SnapshotEvery == 0 {
+		c.SnapshotEvery = DefaultSnapshotEvery
+	}
 	return c
 }
 
@@ -72,6 +83,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("registry config: SweepEvery %v is negative", c.SweepEvery)
 	case c.WatchBuffer < 0:
 		return fmt.Errorf("registry config: WatchBuffer %d is negative", c.WatchBuffer)
+	case c.SnapshotEvery < 0:
+		return fmt.Errorf("registry config: SnapshotEvery %d is negative", c.SnapshotEvery)
 	}
 	return nil
 }
@@ -95,6 +108,8 @@ type Registry struct {
 	instances map[string]*entry // by instance id
 	revision  uint64            // the stream's last revision folded, if exists
 	exists    bool
+	snapshot  uint64 // the revision of the stream's last RegistrySnapshot, if hasSnap
+	hasSnap   bool
 	watchers  map[*watcher]struct{}
 }
 
@@ -125,7 +140,7 @@ func New(store verity.Store, cfg Config) (*Registry, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
 	r.mu.Lock()
-	err := r.catchUpLocked(ctx)
+	err := r.startLocked(ctx)
 	r.mu.Unlock()
 	if err != nil {
 		cancel()
@@ -425,7 +440,93 @@ func (r *Registry) commitLocked(ctx context.Context, changes []change) error {
 		r.applyLocked(c)
 	}
 	r.revision, r.exists = res.Revision, true
+	r.snapshotIfDueLocked(ctx)
 	return nil
+}
+
+// snapshotIfDueLocked appends a RegistrySnapshot once SnapshotEvery events have gone by
+// since the last one. It is a shortcut for the next start, not part of the state: if it
+// fails (a race with another writer, a store error) the next commit tries again.
+func (r *Registry) snapshotIfDueLocked(ctx context.Context) {
+	since := r.revision + 1 // events in the stream so far
+	if r.hasSnap {
+		since = r.revision - r.snapshot
+	}
+	if since < uint64(r.cfg.SnapshotEvery) {
+		return
+	}
+	now := r.cfg.Now()
+	snap := snapshotRecord{At: now.Round(0), Instances: []record{}}
+	// Every instance of the fold, whether or not its lease has run out: its removal is not
+	// recorded yet, and the snapshot says what the events before it say.
+	for _, e := range r.instances {
+		snap.Instances = append(snap.Instances, registered(e.inst, e.inst.Registered).rec)
+	}
+	slices.SortFunc(snap.Instances, func(a, b record) int { return cmp.Compare(a.ID, b.ID) })
+	ev, err := snap.encode()
+	if err == nil {
+		var res verity.AppendResult
+		if res, err = r.store.Append(ctx, r.cfg.Stream, verity.Exact(r.revision), ev); err == nil {
+			r.revision, r.snapshot, r.hasSnap = res.Revision, res.Revision, true
+			return
+		}
+	}
+	r.cfg.Logger.Info("registry snapshot not written; the next change tries again", "stream", r.cfg.Stream, "err", err)
+}
+
+// maxSnapshotSearch bounds, in events, how far back from the stream's end a starting
+// registry looks for a snapshot before it folds the stream from its start.
+func (r *Registry) maxSnapshotSearch() uint64 { return 2 * uint64(r.cfg.SnapshotEvery) }
+
+// startLocked builds the state at start: from the stream's last snapshot, if one is near
+// its end, then the events after it.
+func (r *Registry) startLocked(ctx context.Context) error {
+	ev, found, err := r.findSnapshot(ctx)
+	if err != nil {
+		return err
+	}
+	if found {
+		var snap snapshotRecord
+		if err := json.Unmarshal(ev.Data, &snap); err != nil {
+			r.cfg.Logger.Warn("registry snapshot unreadable; folding the whole stream", "revision", ev.Revision, "err", err)
+		} else {
+			for _, rec := range snap.Instances {
+				if rec.ID != "" && rec.Service != "" {
+					r.applyLocked(change{typ: EventInstanceRegistered, rec: rec})
+				}
+			}
+			r.revision, r.exists = ev.Revision, true
+			r.snapshot, r.hasSnap = ev.Revision, true
+		}
+	}
+	return r.catchUpLocked(ctx)
+}
+
+// findSnapshot reads the stream backwards from its end for its last snapshot, at most
+// maxSnapshotSearch events.
+func (r *Registry) findSnapshot(ctx context.Context) (verity.RecordedEvent, bool, error) {
+	opts := verity.ReadStreamOptions{Direction: verity.Backwards, FromEnd: true, Limit: 256}
+	var seen uint64
+	for seen < r.maxSnapshotSearch() {
+		page, err := r.store.ReadStream(ctx, r.cfg.Stream, opts)
+		if verity.KindOf(err) == verity.NotFound && ctx.Err() == nil {
+			return verity.RecordedEvent{}, false, nil
+		}
+		if err != nil {
+			return verity.RecordedEvent{}, false, err
+		}
+		for _, ev := range page {
+			if ev.Type == EventRegistrySnapshot {
+				return ev, true, nil
+			}
+		}
+		seen += uint64(len(page))
+		if len(page) < opts.Limit || page[len(page)-1].Revision == 0 {
+			break
+		}
+		opts.FromEnd, opts.From = false, page[len(page)-1].Revision-1
+	}
+	return verity.RecordedEvent{}, false, nil
 }
 
 // catchUpLocked folds the stream's events past the last one folded.
@@ -443,6 +544,9 @@ func (r *Registry) catchUpLocked(ctx context.Context) error {
 			return err
 		}
 		for _, ev := range page {
+			if ev.Type == EventRegistrySnapshot {
+				r.snapshot, r.hasSnap = ev.Revision, true
+			}
 			c, ok, err := decode(ev)
 			if err != nil {
 				r.cfg.Logger.Warn("registry skips an unreadable event", "err", err)

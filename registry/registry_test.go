@@ -2,6 +2,8 @@ package registry_test
 
 import (
 	"context"
+	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -343,4 +345,63 @@ func TestInvalidInputIsRefusedAndRecordsNothing(t *testing.T) {
 			wantKind(t, err, verity.Invalid)
 		}
 	})
+}
+
+func TestARegistryStartsFromItsLastSnapshot(t *testing.T) {
+	store, clock := openStore(t), newClock()
+	ctx := context.Background()
+	every := func(c *registry.Config) { c.SnapshotEvery = 10 }
+	r1 := open(t, store, clock, every)
+	for i := range 23 {
+		register(t, r1, fmt.Sprintf("svc%d", i%3), fmt.Sprintf("i%02d", i), fmt.Sprintf("127.0.0.1:%d", 9000+i))
+	}
+	if err := r1.SetHealth(ctx, "i04", registry.Unhealthy, "disk full"); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"i01", "i07", "i20"} {
+		if err := r1.Deregister(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := r1.List(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r1.Close()
+
+	// A snapshot after every 10 changes: 27 changes, so two, at revisions 10 and 21.
+	var snaps []int
+	for i, e := range history(t, store) {
+		if e.Type == registry.EventRegistrySnapshot {
+			snaps = append(snaps, i)
+		}
+	}
+	if !slices.Equal(snaps, []int{10, 21}) {
+		t.Fatalf("snapshots at revisions %v, want [10 21]", snaps)
+	}
+
+	// With everything before the last snapshot let go, a new registry finds the same
+	// instances, health and registration times: it folded from the snapshot on.
+	tb := uint64(snaps[len(snaps)-1])
+	if _, err := store.SetStreamMetadata(ctx, registry.DefaultStream, verity.Any(), verity.StreamMetadata{TruncateBefore: &tb}); err != nil {
+		t.Fatal(err)
+	}
+	r2 := open(t, store, clock, every)
+	got, err := r2.List(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("from the snapshot:\n got %+v\nwant %+v", got, want)
+	}
+	// And it goes on from there: its next change and snapshot follow the stream.
+	register(t, r2, "svc9", "j1", "127.0.0.1:9999")
+	r2.Close()
+	r3 := open(t, store, clock, every)
+	if got, _ := r3.List(ctx, "svc9"); !slices.Equal(ids(got), []string{"j1"}) {
+		t.Fatalf("a third registry lists %v for svc9, want [j1]", ids(got))
+	}
+	if n, _ := r3.List(ctx, ""); len(n) != len(want)+1 {
+		t.Fatalf("a third registry lists %d instances, want %d", len(n), len(want)+1)
+	}
 }
