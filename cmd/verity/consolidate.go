@@ -34,7 +34,8 @@ Runs the projections of a YAML file (docs/consolidator.md) into SQL read models,
 by default (the file's target: sqlite:PATH), or PostgreSQL (postgres://...). Each follows
 the log from its checkpoint, exactly once; a failing one is restarted with backoff. The
 admin API (--listen) serves the projections' status, rebuilds, as-of builds, their tables'
-rows as JSON and Prometheus metrics (/metrics).
+rows as JSON and Prometheus metrics (/metrics); beyond loopback it needs a token
+(VERITY_ADMIN_TOKEN), which every admin request then carries as "Authorization: Bearer TOKEN".
 
   verity consolidate status [NAME]                      status of one or all
   verity consolidate rebuild NAME                       rebuild from the log, swap in
@@ -63,6 +64,7 @@ func runConsolidate(ctx context.Context, args []string, stdout, stderr io.Writer
 	target := fs.String("target", "", "the read models' database `DSN` (sqlite:PATH or postgres://...),\ninstead of the file's target")
 	listen := fs.String("listen", defaultAdmin, "serve the admin API on `ADDR`; empty for none")
 	admin := fs.String("admin", "http://"+defaultAdmin, "the running consolidator's admin API `URL`, for status, rebuild and asof")
+	tokenFlag := fs.String("admin-token", "", adminTokenUsage+"\n(status, rebuild and asof send it)")
 	position := fs.Uint64("position", 0, "asof: the log `POSITION` to build up to")
 	var at timeFlag
 	fs.Var(&at, "time", "asof: build up to the last event committed at or before `TIME` (RFC 3339)")
@@ -79,7 +81,7 @@ func runConsolidate(ctx context.Context, args []string, stdout, stderr io.Writer
 		if *config == "" {
 			return usagef("consolidate", "give --config FILE, the projections to run")
 		}
-		return runConsolidator(ctx, sf, *config, *target, *listen, stdout, stderr)
+		return runConsolidator(ctx, sf, *config, *target, *listen, adminToken(*tokenFlag), stdout, stderr)
 	case "status", "rebuild", "asof":
 	default:
 		return usagef("consolidate", "unknown subcommand %q; want status, rebuild or asof", sub)
@@ -105,7 +107,7 @@ func runConsolidate(ctx context.Context, args []string, stdout, stderr io.Writer
 		defer local.close()
 		ops = local
 	} else {
-		ops, err = newAdminClient(*admin)
+		ops, err = newAdminClient(*admin, adminToken(*tokenFlag))
 		if err != nil {
 			return err
 		}
@@ -181,10 +183,13 @@ func loadConsolidator(sf *storeFlags, configPath, target string, reg prometheus.
 }
 
 // runConsolidator runs the projections until ctx ends, with the admin API on listen.
-func runConsolidator(ctx context.Context, sf *storeFlags, configPath, target, listen string, stdout, stderr io.Writer) (err error) {
+func runConsolidator(ctx context.Context, sf *storeFlags, configPath, target, listen, token string, stdout, stderr io.Writer) (err error) {
 	var reg *prometheus.Registry
 	var ln net.Listener
 	if listen != "" {
+		if _, err := guardAdmin("consolidate", "--listen", listen, token, http.NotFoundHandler()); err != nil {
+			return err
+		}
 		if ln, err = net.Listen("tcp", listen); err != nil {
 			return usagef("consolidate", "--listen %s: %v", listen, err)
 		}
@@ -208,7 +213,11 @@ func runConsolidator(ctx context.Context, sf *storeFlags, configPath, target, li
 		mux.Handle("/views", c.Handler())
 		mux.Handle("/views/", c.Handler())
 		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-		srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		h, err := guardAdmin("consolidate", "--listen", listen, token, mux)
+		if err != nil { // checked above; the address is the same
+			return err
+		}
+		srv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 		go func() { serveErr <- srv.Serve(ln) }()
 		defer func() {
 			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -282,10 +291,10 @@ func (l *localConsolidator) asOf(ctx context.Context, name string, at consolidat
 	return l.c.BuildAsOf(ctx, name, at)
 }
 
-// adminClient asks a running consolidator's admin API.
-type adminClient struct{ base string }
+// adminClient asks a running consolidator's admin API, with its token if it has one.
+type adminClient struct{ base, token string }
 
-func newAdminClient(admin string) (*adminClient, error) {
+func newAdminClient(admin, token string) (*adminClient, error) {
 	if !strings.Contains(admin, "://") {
 		admin = "http://" + admin
 	}
@@ -293,13 +302,16 @@ func newAdminClient(admin string) (*adminClient, error) {
 	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
 		return nil, usagef("consolidate", "--admin %q: want http://HOST:PORT", admin)
 	}
-	return &adminClient{base: strings.TrimSuffix(admin, "/")}, nil
+	return &adminClient{base: strings.TrimSuffix(admin, "/"), token: token}, nil
 }
 
 func (a *adminClient) do(ctx context.Context, method, path string, out any) error {
 	req, err := http.NewRequestWithContext(ctx, method, a.base+path, nil)
 	if err != nil {
 		return err
+	}
+	if a.token != "" {
+		req.Header.Set("Authorization", "Bearer "+a.token)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

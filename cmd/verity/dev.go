@@ -74,7 +74,7 @@ func loopbackOnly(flag, addr string) error {
 	if err != nil {
 		return usagef("dev", "%s %q: want host:port", flag, addr)
 	}
-	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+	if !isLoopbackListen(addr) {
 		return usagef("dev", "%s %q: dev mode has no authentication, so it serves on loopback only; use 'verity serve' with TLS for %s", flag, addr, host)
 	}
 	return nil

@@ -44,8 +44,10 @@ to services found in the service registry (--registry, or the registry of --serv
 circuit breaker per service, retries of idempotent requests, concurrency limits that shed
 load with 503, compositions of several calls into one JSON answer, and command routes that
 append commands to the log (of --server, or of the local --data directory). The admin API
-(--admin) serves /admin/routes, /admin/config, /admin/reload and /metrics. SIGHUP, or POST
-/admin/reload, reads --config again; a bad file is refused and the old routes stay.
+(--admin) serves /admin/routes, /admin/config, /admin/reload and /metrics; beyond loopback it
+needs a token (VERITY_ADMIN_TOKEN), which every admin request then carries as
+"Authorization: Bearer TOKEN". SIGHUP, or POST /admin/reload, reads --config again; a bad
+file is refused and the old routes stay.
 `+storeAbout+`
 
 Examples:
@@ -55,6 +57,7 @@ Examples:
 	configFile := fs.String("config", "", "the gateway's configuration `FILE` (YAML or JSON; see docs/gateway.md); required")
 	listen := fs.String("listen", "127.0.0.1:8080", "serve the gateway on `ADDR`")
 	admin := fs.String("admin", "127.0.0.1:8081", "serve the admin API and /metrics on `ADDR`; empty: not at all")
+	tokenFlag := fs.String("admin-token", "", adminTokenUsage)
 	registryURL := fs.String("registry", "", "find services in the registry at `URL` (http://HOST:PORT, https://HOST:PORT\nor HOST:PORT, optionally with the path it is mounted at before /registry);\ndefault: the --server's")
 	sf := addStoreFlags(fs)
 	if _, err := fs.parse(args, stdout); err != nil {
@@ -62,6 +65,12 @@ Examples:
 	}
 	if *configFile == "" {
 		return usagef("gateway", "--config FILE is required")
+	}
+	token := adminToken(*tokenFlag)
+	if *admin != "" {
+		if _, err := guardAdmin("gateway", "--admin", *admin, token, http.NotFoundHandler()); err != nil {
+			return err
+		}
 	}
 	cfg, err := gateway.LoadFile(*configFile)
 	if err != nil {
@@ -129,7 +138,13 @@ Examples:
 		mux := http.NewServeMux()
 		mux.Handle("/admin/", g.AdminHandler())
 		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-		servers = append(servers, &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second})
+		h, err := guardAdmin("gateway", "--admin", *admin, token, mux)
+		if err != nil { // checked above; the address is the same
+			ln.Close()
+			aln.Close()
+			return err
+		}
+		servers = append(servers, &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second})
 		listeners = append(listeners, aln)
 		adminAddr = aln.Addr().String()
 	}
