@@ -3,6 +3,8 @@ package auth
 import (
 	"context"
 	"fmt"
+	"sync"
+	"time"
 
 	"github.com/verity-dev/verity"
 )
@@ -15,9 +17,11 @@ import (
 // call changes nothing and fails as the guarded store's do: Unauthenticated for an
 // anonymous caller, PermissionDenied otherwise. In insecure mode every caller is the admin.
 //
-// A log group's events are not sifted per stream as a log subscription's are: the filter
-// check at join is what a consumer is held to, a stream's $acl does not hide its events
-// from the group.
+// A consumer of a log group is also held to every stream's $acl, as a log subscription is:
+// an event of a stream the consumer may not read is not delivered to it but parked, with a
+// reason naming the user and the stream, where an administrator can see it and replay it
+// (to a consumer that may read it). Parking, rather than skipping as a subscription does,
+// keeps the event for the group: its other consumers may be allowed to read it.
 func (s *Service) GuardGroups(g verity.Groups, p Principal) verity.Groups {
 	if s.cfg.Insecure {
 		p = Principal{Name: AdminUser, Roles: []string{RoleAdmins}}
@@ -135,7 +139,57 @@ func (g *guardedGroups) JoinGroup(ctx context.Context, stream, group string, opt
 	if err := g.checkGroup(ctx, "join group", stream, group); err != nil {
 		return nil, err
 	}
-	return g.g.JoinGroup(ctx, stream, group, opts)
+	c, err := g.g.JoinGroup(ctx, stream, group, opts)
+	if err != nil || (stream != "" && stream != verity.AllStream) {
+		return c, err
+	}
+	sift := g.s.newSifter(g.p)
+	if sift == nil {
+		return c, nil
+	}
+	return &siftedConsumer{GroupConsumer: c, user: g.p.Name, sift: sift, now: g.s.cfg.Now, reset: g.s.cfg.Now()}, nil
+}
+
+// siftedConsumer passes on a log group's events whose stream its user may read, and parks
+// the others (see GuardGroups).
+type siftedConsumer struct {
+	verity.GroupConsumer
+	user string
+
+	mu    sync.Mutex // Recv may be called from more than one goroutine
+	sift  *sifter
+	now   func() time.Time
+	reset time.Time
+}
+
+func (c *siftedConsumer) Recv(ctx context.Context) (verity.GroupMessage, error) {
+	for {
+		m, err := c.GroupConsumer.Recv(ctx)
+		if err != nil {
+			return m, err
+		}
+		ok, err := c.visible(ctx, m.Event.Stream)
+		if err != nil {
+			return verity.GroupMessage{}, err
+		}
+		if ok {
+			return m, nil
+		}
+		reason := fmt.Sprintf("user %q may not read stream %q (the access rules or its $acl): parked instead of delivered to that consumer", c.user, m.Event.Stream)
+		if err := c.GroupConsumer.Nack(ctx, verity.NackPark, reason, m.Event.ID); err != nil {
+			return verity.GroupMessage{}, err
+		}
+	}
+}
+
+func (c *siftedConsumer) visible(ctx context.Context, stream string) (bool, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if now := c.now(); now.Sub(c.reset) >= sifterTTL || now.Before(c.reset) {
+		c.sift.reset()
+		c.reset = now
+	}
+	return c.sift.visible(ctx, stream)
 }
 
 // RestartGroups is for admins: it disconnects every consumer of every group. A refusal is
