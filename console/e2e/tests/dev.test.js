@@ -87,6 +87,13 @@ test("Services shows the four shop services healthy, and the gateway's routes wi
   await shop("GET", `/api/orders/${order.orderId}`);
   await waitFor("the order route's count to go up", async () => Number((await requests.innerText()).replace(/\D/g, "")) > before_, 8000);
   assert.match(await orderRoute.locator('li[data-service="orders"]').innerText(), /closed\s+\d+ req · 0\.0 % errors/);
+  // ages ("registered 12s ago") keep counting though the registry does not change
+  const age = inst.locator("time.ago").first();
+  const loads = async () => page.locator(".updated").getAttribute("data-loads");
+  const was = await age.innerText();
+  const loadsWere = await loads();
+  await waitFor("a registration's age to move on", async () => (await age.innerText()) !== was, 12000);
+  assert.equal(await loads(), loadsWere, "the age moved on by itself, not by a reload");
   await shot(page, "dev-services");
   assert.deepEqual(page.errors, []);
   await page.context().close();

@@ -91,12 +91,23 @@ export function time(t) {
   if (isNaN(d)) return String(t);
   return h("time", { datetime: t, title: t }, d.toLocaleString());
 }
+// ago is a time as "5s ago"; every such time on the page is brought up to date every 5 s
+// (from the clock alone: nothing is fetched), so a table that did not change since it was
+// loaded does not show a stale age.
 export function ago(t) {
   if (!t) return "—";
   const sec = (Date.now() - new Date(t).getTime()) / 1000;
   if (!(sec >= 0)) return time(t);
-  return h("time", { datetime: t, title: new Date(t).toLocaleString() }, duration(sec) + " ago");
+  return h("time", { class: "ago", datetime: t, title: new Date(t).toLocaleString() }, duration(sec) + " ago");
 }
+
+setInterval(() => {
+  if (document.hidden) return;
+  for (const el of document.querySelectorAll("time.ago")) {
+    const sec = (Date.now() - new Date(el.dateTime).getTime()) / 1000;
+    if (sec >= 0) el.textContent = duration(sec) + " ago";
+  }
+}, 5000);
 
 export const streamHref = (name) => "#/streams/" + encodeURIComponent(name);
 export const eventHref = (id) => "#/events/" + encodeURIComponent(id);
