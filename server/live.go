@@ -88,6 +88,12 @@ func (s *Server) serveLive(h http.Handler) http.HandlerFunc {
 		}
 		flusher.Flush()
 
+		// The stream ends when shutdown begins, whatever the request's Accept header
+		// (endStreamsAtShutdown goes by it; a client such as curl sends none).
+		ctx, cancel := context.WithCancel(r.Context())
+		defer cancel()
+		defer context.AfterFunc(s.streams, cancel)()
+		r = r.WithContext(ctx)
 		tick := time.NewTicker(s.cfg.LiveEvery)
 		defer tick.Stop()
 		quiet := 0
@@ -99,7 +105,17 @@ func (s *Server) serveLive(h http.Handler) http.HandlerFunc {
 			}
 			sent := false
 			for i, p := range paths {
-				sum := s.look(r, h, p).sum()
+				a := s.look(r, h, p)
+				if a.status == http.StatusUnauthorized {
+					// The caller's credentials no longer hold (user deleted, password
+					// changed, token revoked): the page learns it when it fetches, and
+					// the stream ends rather than check failing credentials forever.
+					if changed(p) {
+						flusher.Flush()
+					}
+					return
+				}
+				sum := a.sum()
 				if sum == last[i] {
 					continue
 				}

@@ -186,7 +186,7 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 	// through the API below with the user's credentials.
 	mux.Handle(console.Prefix, console.Handler())
 	mux.HandleFunc(PlatformPrefix, s.servePlatform)
-	mux.Handle("GET "+LivePath, s.endStreamsAtShutdown(s.serveLive(mux)))
+	mux.Handle("GET "+LivePath, s.serveLive(mux)) // ends its streams at shutdown itself
 	mux.Handle(strings.TrimSuffix(console.Prefix, "/"), http.RedirectHandler(console.Prefix, http.StatusMovedPermanently))
 	apiOpts := httpapi.Options{
 		MaxBodyBytes:              int64(cfg.MaxRequestBytes),

@@ -17,12 +17,14 @@ const envAdminToken = "VERITY_ADMIN_TOKEN"
 
 const adminTokenUsage = "bearer `TOKEN` the admin API requires (prefer " + envAdminToken + ");\nrequired when the admin API listens beyond loopback"
 
-// adminToken is the --admin-token flag's value, or else VERITY_ADMIN_TOKEN's.
+// adminToken is the --admin-token flag's value, or else VERITY_ADMIN_TOKEN's, without
+// surrounding white space: a token read from a file keeps its newline, which no header can
+// carry.
 func adminToken(flag string) string {
 	if flag != "" {
-		return flag
+		return strings.TrimSpace(flag)
 	}
-	return os.Getenv(envAdminToken)
+	return strings.TrimSpace(os.Getenv(envAdminToken))
 }
 
 // guardAdmin puts h, an admin API that changes what a running part does (reloads routes,
@@ -36,10 +38,12 @@ func guardAdmin(cmd, flag, addr, token string, h http.Handler) (http.Handler, er
 		}
 		return h, nil
 	}
-	want := sha256.Sum256([]byte("Bearer " + token))
+	want := sha256.Sum256([]byte(token))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got := sha256.Sum256([]byte(r.Header.Get("Authorization")))
-		if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+		// The scheme is case-insensitive (RFC 9110 11.1); the token is compared in full.
+		scheme, credentials, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+		got := sha256.Sum256([]byte(strings.TrimSpace(credentials)))
+		if subtle.ConstantTimeCompare(got[:], want[:]) != 1 || !strings.EqualFold(scheme, "Bearer") {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="verity admin"`)
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusUnauthorized)
