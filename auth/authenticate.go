@@ -82,7 +82,9 @@ func parseAuthorization(h string) (credentials, error) {
 //
 // A Basic verification costs a bcrypt comparison (tens of milliseconds); successes are
 // remembered for Config.CredentialCacheTTL, keyed by a SHA-256 of user and password, and
-// forgotten as soon as the password changes. Safe for concurrent use.
+// forgotten as soon as the password changes. Too many wrong passwords for one user name
+// lock it for a while (Config.MaxFailedLogins; ResourceExhausted), cached right ones
+// excepted. Safe for concurrent use.
 func (s *Service) Authenticate(ctx context.Context, authorization string) (Principal, error) {
 	const op = "authenticate"
 	if s.cfg.Insecure {
@@ -137,14 +139,20 @@ func (s *Service) authBasic(user, password string) (Principal, error) {
 			return p, nil
 		}
 	}
+	if err := s.throttle.check(user, now); err != nil {
+		return Principal{}, err
+	}
 	if !ok {
 		// Spend the same bcrypt time as for a real user so that timing does not tell.
 		_ = bcrypt.CompareHashAndPassword(dummyHash(s.cfg.BcryptCost), []byte(password))
+		s.throttle.failed(user, now)
 		return Principal{}, wrongPassword()
 	}
 	if bcrypt.CompareHashAndPassword(hash, []byte(password)) != nil {
+		s.throttle.failed(user, now)
 		return Principal{}, wrongPassword()
 	}
+	s.throttle.succeeded(user)
 	if disabled {
 		return Principal{}, disabledError(user)
 	}

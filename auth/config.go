@@ -44,6 +44,15 @@ type Config struct {
 	// cache.
 	CredentialCacheTTL time.Duration
 
+	// MaxFailedLogins is how many wrong passwords for one user name, within
+	// FailedLoginWindow, lock that name's password checks for FailedLoginWindow: they are
+	// refused (ResourceExhausted) without a bcrypt comparison. Right passwords already in the
+	// credential cache still pass, so running clients are not locked out by a guesser.
+	// Default 10; negative turns the throttle off.
+	MaxFailedLogins int
+	// FailedLoginWindow: see MaxFailedLogins. Default 1 minute.
+	FailedLoginWindow time.Duration
+
 	// MaxTokenTTL caps the lifetime of issued bearer tokens. Default 1 year; a token asked
 	// for with no TTL gets this one.
 	MaxTokenTTL time.Duration
@@ -62,6 +71,8 @@ type Config struct {
 const (
 	DefaultCredentialCacheTTL = time.Minute
 	DefaultMaxTokenTTL        = 365 * 24 * time.Hour
+	DefaultMaxFailedLogins    = 10
+	DefaultFailedLoginWindow  = time.Minute
 	// maxCredentialCache bounds the credential cache; it is emptied when full, so a flood of
 	// distinct right passwords costs bcrypt time, never memory.
 	maxCredentialCache = 10_000
@@ -76,6 +87,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxTokenTTL == 0 {
 		c.MaxTokenTTL = DefaultMaxTokenTTL
+	}
+	if c.MaxFailedLogins == 0 {
+		c.MaxFailedLogins = DefaultMaxFailedLogins
+	}
+	if c.FailedLoginWindow == 0 {
+		c.FailedLoginWindow = DefaultFailedLoginWindow
 	}
 	if c.DefaultAccess == nil {
 		c.DefaultAccess = AllActions
@@ -97,6 +114,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxTokenTTL < 0 {
 		return verity.Errorf(verity.Invalid, op, "MaxTokenTTL %s is negative", c.MaxTokenTTL)
+	}
+	if c.FailedLoginWindow < 0 {
+		return verity.Errorf(verity.Invalid, op, "FailedLoginWindow %s is negative", c.FailedLoginWindow)
 	}
 	if c.AdminPassword != "" {
 		if err := checkPassword(c.AdminPassword); err != nil {

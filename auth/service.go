@@ -31,7 +31,8 @@ type Service struct {
 	credMu sync.Mutex
 	creds  map[[32]byte]credEntry
 
-	denied atomic.Uint64
+	denied   atomic.Uint64
+	throttle *loginThrottle // nil when Config.MaxFailedLogins turns it off
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -54,7 +55,8 @@ func Open(ctx context.Context, store verity.Store, cfg Config) (*Service, error)
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	s := &Service{cfg: cfg, store: store, v: newView(), creds: map[[32]byte]credEntry{}, done: make(chan struct{})}
+	s := &Service{cfg: cfg, store: store, v: newView(), creds: map[[32]byte]credEntry{}, done: make(chan struct{}),
+		throttle: newLoginThrottle(cfg.MaxFailedLogins, cfg.FailedLoginWindow)}
 	if err := s.catchUp(ctx); err != nil {
 		return nil, err
 	}
