@@ -110,6 +110,8 @@ type Registry struct {
 	exists    bool
 	snapshot  uint64 // the revision of the stream's last RegistrySnapshot, if hasSnap
 	hasSnap   bool
+	snapTried uint64 // the revision at which a snapshot last failed to be written, if triedSnap
+	triedSnap bool
 	watchers  map[*watcher]struct{}
 }
 
@@ -452,6 +454,9 @@ func (r *Registry) snapshotIfDueLocked(ctx context.Context) {
 	if r.hasSnap {
 		since = r.revision - r.snapshot
 	}
+	if r.triedSnap {
+		since = min(since, r.revision-r.snapTried)
+	}
 	if since < uint64(r.cfg.SnapshotEvery) {
 		return
 	}
@@ -471,7 +476,11 @@ func (r *Registry) snapshotIfDueLocked(ctx context.Context) {
 			return
 		}
 	}
-	r.cfg.Logger.Info("registry snapshot not written; the next change tries again", "stream", r.cfg.Stream, "err", err)
+	// Tried again SnapshotEvery events later, not at every commit: a snapshot too large
+	// for the store's MaxEventSize (thousands of instances) would fail every time.
+	r.snapTried, r.triedSnap = r.revision, true
+	r.cfg.Logger.Warn("registry snapshot not written; starts fold from the last one written (or the stream's start) until one is",
+		"stream", r.cfg.Stream, "instances", len(snap.Instances), "err", err)
 }
 
 // maxSnapshotSearch bounds, in events, how far back from the stream's end a starting
@@ -481,44 +490,45 @@ func (r *Registry) maxSnapshotSearch() uint64 { return 2 * uint64(r.cfg.Snapshot
 // startLocked builds the state at start: from the stream's last snapshot, if one is near
 // its end, then the events after it.
 func (r *Registry) startLocked(ctx context.Context) error {
-	ev, found, err := r.findSnapshot(ctx)
+	snap, rev, found, err := r.findSnapshot(ctx)
 	if err != nil {
 		return err
 	}
 	if found {
-		var snap snapshotRecord
-		if err := json.Unmarshal(ev.Data, &snap); err != nil {
-			r.cfg.Logger.Warn("registry snapshot unreadable; folding the whole stream", "revision", ev.Revision, "err", err)
-		} else {
-			for _, rec := range snap.Instances {
-				if rec.ID != "" && rec.Service != "" {
-					r.applyLocked(change{typ: EventInstanceRegistered, rec: rec})
-				}
+		for _, rec := range snap.Instances {
+			if rec.ID != "" && rec.Service != "" {
+				r.applyLocked(change{typ: EventInstanceRegistered, rec: rec})
 			}
-			r.revision, r.exists = ev.Revision, true
-			r.snapshot, r.hasSnap = ev.Revision, true
 		}
+		r.revision, r.exists = rev, true
+		r.snapshot, r.hasSnap = rev, true
 	}
 	return r.catchUpLocked(ctx)
 }
 
-// findSnapshot reads the stream backwards from its end for its last snapshot, at most
-// maxSnapshotSearch events.
-func (r *Registry) findSnapshot(ctx context.Context) (verity.RecordedEvent, bool, error) {
+// findSnapshot reads the stream backwards from its end for its last readable snapshot, at
+// most maxSnapshotSearch events.
+func (r *Registry) findSnapshot(ctx context.Context) (snapshotRecord, uint64, bool, error) {
 	opts := verity.ReadStreamOptions{Direction: verity.Backwards, FromEnd: true, Limit: 256}
 	var seen uint64
 	for seen < r.maxSnapshotSearch() {
 		page, err := r.store.ReadStream(ctx, r.cfg.Stream, opts)
 		if verity.KindOf(err) == verity.NotFound && ctx.Err() == nil {
-			return verity.RecordedEvent{}, false, nil
+			return snapshotRecord{}, 0, false, nil
 		}
 		if err != nil {
-			return verity.RecordedEvent{}, false, err
+			return snapshotRecord{}, 0, false, err
 		}
 		for _, ev := range page {
-			if ev.Type == EventRegistrySnapshot {
-				return ev, true, nil
+			if ev.Type != EventRegistrySnapshot {
+				continue
 			}
+			var snap snapshotRecord
+			if err := json.Unmarshal(ev.Data, &snap); err != nil {
+				r.cfg.Logger.Warn("registry skips an unreadable snapshot", "stream", r.cfg.Stream, "revision", ev.Revision, "err", err)
+				continue
+			}
+			return snap, ev.Revision, true, nil
 		}
 		seen += uint64(len(page))
 		if len(page) < opts.Limit || page[len(page)-1].Revision == 0 {
@@ -526,7 +536,7 @@ func (r *Registry) findSnapshot(ctx context.Context) (verity.RecordedEvent, bool
 		}
 		opts.FromEnd, opts.From = false, page[len(page)-1].Revision-1
 	}
-	return verity.RecordedEvent{}, false, nil
+	return snapshotRecord{}, 0, false, nil
 }
 
 // catchUpLocked folds the stream's events past the last one folded.

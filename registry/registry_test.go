@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/verity-dev/verity"
 	"github.com/verity-dev/verity/registry"
 )
@@ -403,5 +405,64 @@ func TestARegistryStartsFromItsLastSnapshot(t *testing.T) {
 	}
 	if n, _ := r3.List(ctx, ""); len(n) != len(want)+1 {
 		t.Fatalf("a third registry lists %d instances, want %d", len(n), len(want)+1)
+	}
+}
+
+// failingSnapshots is a store whose appends of RegistrySnapshot events fail, as they would
+// past the store's MaxEventSize.
+type failingSnapshots struct {
+	verity.Store
+	attempts int
+}
+
+func (f *failingSnapshots) Append(ctx context.Context, stream string, expected verity.ExpectedRevision, events ...verity.EventData) (verity.AppendResult, error) {
+	if len(events) == 1 && events[0].Type == registry.EventRegistrySnapshot {
+		f.attempts++
+		return verity.AppendResult{}, verity.Errorf(verity.Invalid, "append", "event too large")
+	}
+	return f.Store.Append(ctx, stream, expected, events...)
+}
+
+func TestASnapshotThatCannotBeWrittenIsTriedAgainOnlyAnIntervalLater(t *testing.T) {
+	store := &failingSnapshots{Store: openStore(t)}
+	r := open(t, store, newClock(), func(c *registry.Config) { c.SnapshotEvery = 5 })
+	for i := range 20 {
+		register(t, r, "svc", fmt.Sprintf("i%02d", i), fmt.Sprintf("127.0.0.1:%d", 9000+i))
+	}
+	// 20 events, revisions 0 to 19: tried at 4, 9, 14 and 19, not after every commit.
+	if store.attempts != 4 {
+		t.Fatalf("%d snapshot attempts, want 4", store.attempts)
+	}
+	if got := history(t, store); len(got) != 20 {
+		t.Fatalf("the stream holds %d events, want the 20 registrations", len(got))
+	}
+}
+
+func TestAnUnreadableSnapshotIsPassedOverForAnEarlierOne(t *testing.T) {
+	store, clock := openStore(t), newClock()
+	ctx := context.Background()
+	every := func(c *registry.Config) { c.SnapshotEvery = 4 }
+	r1 := open(t, store, clock, every)
+	for i := range 5 {
+		register(t, r1, "svc", fmt.Sprintf("i%d", i), fmt.Sprintf("127.0.0.1:%d", 9000+i))
+	}
+	r1.Close()
+	// Revisions 0-3 registrations, 4 a snapshot, 5 a registration; then a broken snapshot.
+	if _, err := store.Append(ctx, registry.DefaultStream, verity.Exact(5), verity.EventData{
+		ID: uuid.New(), Type: registry.EventRegistrySnapshot, ContentType: verity.ContentTypeJSON, Data: []byte(`{"instances": 7}`),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	tb := uint64(4)
+	if _, err := store.SetStreamMetadata(ctx, registry.DefaultStream, verity.Any(), verity.StreamMetadata{TruncateBefore: &tb}); err != nil {
+		t.Fatal(err)
+	}
+	r2 := open(t, store, clock, every)
+	got, err := r2.List(ctx, "svc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"i0", "i1", "i2", "i3", "i4"}; !slices.Equal(ids(got), want) {
+		t.Fatalf("from the readable snapshot: %v, want %v", ids(got), want)
 	}
 }

@@ -200,20 +200,22 @@ export function liveRefresh(signal, paths, load, { label = "Live" } = {}) {
       when.textContent = "last refresh failed: " + (e.message || e);
     } finally {
       busy = false;
+      if (again && !signal.aborted) run(); // a change told of while a load failed
     }
   }
   const query = paths.map((p) => "path=" + encodeURIComponent(p)).join("&");
   const start = () => {
     if (following || signal.aborted || !box.checked || document.hidden) return;
-    following = new AbortController();
+    const ctl = new AbortController();
+    following = ctl;
     sse("/ui/live?" + query, {
-      signal: AbortSignal.any([signal, following.signal]),
+      signal: AbortSignal.any([signal, ctl.signal]),
       resume: false,
       onMessage: (m) => { if (m.event === "changed") run(); },
       onState: (state, err) => {
         if (state === "error" && err) when.textContent = "not live: " + (err.message || err);
       },
-    });
+    }).finally(() => { if (following === ctl) following = null; }); // gave up (a 4xx): start() may try again
   };
   const stop = () => { if (following) following.abort(); following = null; };
   const onVisibility = () => { if (document.hidden) stop(); else start(); };
