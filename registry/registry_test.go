@@ -384,10 +384,7 @@ func TestARegistryStartsFromItsLastSnapshot(t *testing.T) {
 
 	// With everything before the last snapshot let go, a new registry finds the same
 	// instances, health and registration times: it folded from the snapshot on.
-	tb := uint64(snaps[len(snaps)-1])
-	if _, err := store.SetStreamMetadata(ctx, registry.DefaultStream, verity.Any(), verity.StreamMetadata{TruncateBefore: &tb}); err != nil {
-		t.Fatal(err)
-	}
+	truncateBefore(t, store, uint64(snaps[len(snaps)-1]))
 	r2 := open(t, store, clock, every)
 	got, err := r2.List(ctx, "")
 	if err != nil {
@@ -453,10 +450,7 @@ func TestAnUnreadableSnapshotIsPassedOverForAnEarlierOne(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	tb := uint64(4)
-	if _, err := store.SetStreamMetadata(ctx, registry.DefaultStream, verity.Any(), verity.StreamMetadata{TruncateBefore: &tb}); err != nil {
-		t.Fatal(err)
-	}
+	truncateBefore(t, store, 4)
 	r2 := open(t, store, clock, every)
 	got, err := r2.List(ctx, "svc")
 	if err != nil {
@@ -464,5 +458,13 @@ func TestAnUnreadableSnapshotIsPassedOverForAnEarlierOne(t *testing.T) {
 	}
 	if want := []string{"i0", "i1", "i2", "i3", "i4"}; !slices.Equal(ids(got), want) {
 		t.Fatalf("from the readable snapshot: %v, want %v", ids(got), want)
+	}
+}
+
+// truncateBefore lets the registry stream's events before revision rev go.
+func truncateBefore(t *testing.T, store verity.Store, rev uint64) {
+	t.Helper()
+	if _, err := store.SetStreamMetadata(context.Background(), registry.DefaultStream, verity.Any(), verity.StreamMetadata{TruncateBefore: &rev}); err != nil {
+		t.Fatal(err)
 	}
 }

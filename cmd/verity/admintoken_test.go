@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 )
@@ -63,21 +62,8 @@ func TestTheGatewaysAdminAPIChecksItsToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Setenv(envAdminToken, "s3cret-token")
-	ctx, cancel := context.WithCancel(t.Context())
-	addrs := make(chan [2]string, 1)
-	done := make(chan error, 1)
-	stderr := newSyncBuffer()
-	go func() {
-		done <- gatewayMain(ctx, []string{"--config", file, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--registry", regURL},
-			io.Discard, stderr, nil, func(l, a string) { addrs <- [2]string{l, a} })
-	}()
-	var listen, admin string
-	select {
-	case a := <-addrs:
-		listen, admin = a[0], a[1]
-	case err := <-done:
-		t.Fatalf("gateway ended: %v\n%s", err, stderr.String())
-	}
+	gw := startGateway(t, nil, "--config", file, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--registry", regURL)
+	listen, admin := gw.listen, gw.admin
 	for _, path := range []string{"/admin/routes", "/admin/config", "/metrics"} {
 		for _, bad := range []string{"", "Bearer wrong", "Basic czNjcmV0LXRva2Vu", "Bearer s3cret-token-and-more"} {
 			if status, body := getWith(t, "http://"+admin+path, bad); status != http.StatusUnauthorized || !strings.Contains(body, envAdminToken) {
@@ -92,29 +78,15 @@ func TestTheGatewaysAdminAPIChecksItsToken(t *testing.T) {
 	if status, _ := getWith(t, "http://"+listen+"/api/things/1", ""); status != http.StatusOK {
 		t.Errorf("through the gateway without a token: %d, want 200", status)
 	}
-	cancel()
-	if err := <-done; err != nil {
+	if err := gw.stop(); err != nil {
 		t.Errorf("gateway returned %v", err)
 	}
 }
 
 func TestTheConsolidatorsAdminAPIChecksItsToken(t *testing.T) {
-	ctx, cancel := context.WithCancel(t.Context())
-	stdout, stderr := newSyncBuffer(), newSyncBuffer()
-	done := make(chan error, 1)
 	target := "sqlite:" + filepath.Join(t.TempDir(), "views.db")
-	go func() {
-		done <- runConsolidate(ctx, []string{"--config", "../../examples/shop/views.yaml", "--data", t.TempDir(), "--target", target,
-			"--listen", "127.0.0.1:0", "--admin-token", "s3cret-token"}, stdout, stderr)
-	}()
-	out := stdout.waitFor(t, "the admin API's address", func(s string) bool { return strings.Contains(s, "consolidating 2 projections") })
-	addr := regexp.MustCompile(`admin API on (http://\S+)`).FindStringSubmatch(out)
-	if addr == nil {
-		cancel()
-		<-done
-		t.Fatalf("no admin address in %q", out)
-	}
-	admin := addr[1]
+	admin, stop := startConsolidator(t, "--config", "../../examples/shop/views.yaml", "--data", t.TempDir(), "--target", target,
+		"--listen", "127.0.0.1:0", "--admin-token", "s3cret-token")
 	t.Setenv(envAdminToken, "")
 	if _, _, err := runCmd(t, runConsolidate, "status", "--admin", admin); err == nil || !strings.Contains(err.Error(), envAdminToken) {
 		t.Errorf("status without the token: %v, want the admin API's refusal naming the token", err)
@@ -129,8 +101,7 @@ func TestTheConsolidatorsAdminAPIChecksItsToken(t *testing.T) {
 	if status, _ := getWith(t, admin+"/views", ""); status != http.StatusUnauthorized {
 		t.Errorf("GET /views without the token: %d, want 401", status)
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("consolidate returned %v (stderr %q)", err, stderr.String())
+	if err := stop(); err != nil {
+		t.Fatalf("consolidate returned %v", err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/verity-dev/verity/consolidator"
@@ -26,20 +27,7 @@ func TestConsolidateRunsTheViewsAndAnswersStatusRebuildAndAsOf(t *testing.T) {
 		}
 	})
 
-	ctx, cancel := context.WithCancel(t.Context())
-	stdout, stderr := newSyncBuffer(), newSyncBuffer()
-	done := make(chan error, 1)
-	go func() {
-		done <- runConsolidate(ctx, []string{"--config", views, "--data", dir, "--target", target, "--listen", "127.0.0.1:0"}, stdout, stderr)
-	}()
-	out := stdout.waitFor(t, "the admin API's address", func(s string) bool { return strings.Contains(s, "consolidating 2 projections") })
-	addr := regexp.MustCompile(`admin API on (http://\S+)`).FindStringSubmatch(out)
-	if addr == nil {
-		cancel()
-		<-done
-		t.Fatalf("no admin address in %q", out)
-	}
-	admin := addr[1]
+	admin, stop := startConsolidator(t, "--config", views, "--data", dir, "--target", target, "--listen", "127.0.0.1:0")
 
 	var sts []consolidator.Status
 	for range 2000 {
@@ -67,9 +55,8 @@ func TestConsolidateRunsTheViewsAndAnswersStatusRebuildAndAsOf(t *testing.T) {
 	if _, _, err := runCmd(t, runConsolidate, "rebuild", "nope", "--admin", admin); err == nil || !strings.Contains(err.Error(), `"nope"`) {
 		t.Errorf("rebuild of an unknown view: %v", err)
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("consolidate returned %v (stderr %q)", err, stderr.String())
+	if err := stop(); err != nil {
+		t.Fatalf("consolidate returned %v", err)
 	}
 
 	// With nothing running, the same through the database and the data directory.
@@ -80,6 +67,35 @@ func TestConsolidateRunsTheViewsAndAnswersStatusRebuildAndAsOf(t *testing.T) {
 	if got := mustRun(t, runConsolidate, "asof", "sales_by_day", "--position", "4", "--config", views, "--data", dir, "--target", target); !strings.Contains(got, "sales_by_day__asof_4") {
 		t.Errorf("local asof printed %q", got)
 	}
+}
+
+// startConsolidator runs `verity consolidate` with args, which run the shop's two views
+// with the admin API on a free port, until stop (or the test's end); it answers the admin
+// API's URL once both views run.
+func startConsolidator(t *testing.T, args ...string) (admin string, stop func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	stdout, stderr := newSyncBuffer(), newSyncBuffer()
+	done := make(chan error, 1)
+	go func() { done <- runConsolidate(ctx, args, stdout, stderr) }()
+	var once sync.Once
+	var err error
+	stop = func() error {
+		once.Do(func() {
+			cancel()
+			if err = <-done; err != nil {
+				err = fmt.Errorf("%w (stderr %q)", err, stderr.String())
+			}
+		})
+		return err
+	}
+	t.Cleanup(func() { stop() })
+	out := stdout.waitFor(t, "the admin API's address", func(s string) bool { return strings.Contains(s, "consolidating 2 projections") })
+	addr := regexp.MustCompile(`admin API on (http://\S+)`).FindStringSubmatch(out)
+	if addr == nil {
+		t.Fatalf("no admin address in %q (stop: %v)", out, stop())
+	}
+	return addr[1], stop
 }
 
 func TestConsolidateRejectsBadCommandLines(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -50,14 +51,7 @@ func startRegistry(t *testing.T) (url string) {
 
 func httpGet(t *testing.T, url string) (int, string) {
 	t.Helper()
-	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
-	resp, err := c.Get(url)
-	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return getWith(t, url, "")
 }
 
 func TestGatewayServesRoutesAndReloadsOnSignal(t *testing.T) {
@@ -69,22 +63,9 @@ func TestGatewayServesRoutesAndReloadsOnSignal(t *testing.T) {
 		}
 	}
 	write(`routes: [{name: svc, match: "/api/", service: svc, stripPrefix: /api}]`)
-	ctx, cancel := context.WithCancel(t.Context())
 	reload := make(chan os.Signal, 1)
-	addrs := make(chan [2]string, 1)
-	done := make(chan error, 1)
-	stderr := newSyncBuffer()
-	go func() {
-		done <- gatewayMain(ctx, []string{"--config", file, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--registry", regURL},
-			io.Discard, stderr, reload, func(l, a string) { addrs <- [2]string{l, a} })
-	}()
-	var listen, admin string
-	select {
-	case a := <-addrs:
-		listen, admin = a[0], a[1]
-	case err := <-done:
-		t.Fatalf("gateway ended: %v\n%s", err, stderr.String())
-	}
+	gw := startGateway(t, reload, "--config", file, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--registry", regURL)
+	listen, admin, stderr := gw.listen, gw.admin, gw.stderr
 	if status, body := httpGet(t, "http://"+listen+"/api/things/1"); status != 200 || !strings.Contains(body, `"/things/1"`) {
 		t.Errorf("through the gateway: %d %s", status, body)
 	}
@@ -108,10 +89,44 @@ func TestGatewayServesRoutesAndReloadsOnSignal(t *testing.T) {
 		t.Errorf("after a refused reload: %d", status)
 	}
 
-	cancel()
-	if err := <-done; err != nil {
+	if err := gw.stop(); err != nil {
 		t.Errorf("gateway returned %v", err)
 	}
+}
+
+// runningGateway is a gateway started by startGateway.
+type runningGateway struct {
+	listen, admin string
+	stderr        *syncBuffer
+	stop          func() error // ends it and returns what gatewayMain returned
+}
+
+// startGateway runs gatewayMain with args, reloading on reload, until stop (or the test's
+// end), once both its listeners listen.
+func startGateway(t *testing.T, reload <-chan os.Signal, args ...string) runningGateway {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	addrs := make(chan [2]string, 1)
+	done := make(chan error, 1)
+	gw := runningGateway{stderr: newSyncBuffer()}
+	go func() {
+		done <- gatewayMain(ctx, args, io.Discard, gw.stderr, reload, func(l, a string) { addrs <- [2]string{l, a} })
+	}()
+	select {
+	case a := <-addrs:
+		gw.listen, gw.admin = a[0], a[1]
+	case err := <-done:
+		cancel()
+		t.Fatalf("gateway ended: %v\n%s", err, gw.stderr.String())
+	}
+	var once sync.Once
+	var err error
+	gw.stop = func() error {
+		once.Do(func() { cancel(); err = <-done })
+		return err
+	}
+	t.Cleanup(func() { gw.stop() })
+	return gw
 }
 
 func TestGatewayUsage(t *testing.T) {
