@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 	"unicode/utf8"
 
 	"golang.org/x/crypto/bcrypt"
@@ -127,35 +128,62 @@ func (s *Service) authBasic(user, password string) (Principal, error) {
 	}
 	s.mu.RUnlock()
 
+	// proven: the password was found right before, against the hash the user still has,
+	// but that was longer than CredentialCacheTTL ago.
+	var proven bool
 	if ok && s.cfg.CredentialCacheTTL > 0 {
 		s.credMu.Lock()
 		e, hit := s.creds[key]
 		s.credMu.Unlock()
 		// The cached hash must be the current one: a new password misses.
-		if hit && now.Before(e.expires) && e.user == user && subtle.ConstantTimeCompare([]byte(e.hash), hash) == 1 {
-			if disabled {
-				return Principal{}, disabledError(user)
+		if hit && e.user == user && subtle.ConstantTimeCompare([]byte(e.hash), hash) == 1 {
+			if !now.Before(e.expires) {
+				proven = true
+			} else {
+				if disabled {
+					return Principal{}, disabledError(user)
+				}
+				return p, nil
 			}
-			return p, nil
 		}
 	}
-	if err := s.throttle.check(user, now); err != nil {
+	// Calls checking the same user and password at once (a client starting many calls
+	// before the first is remembered) share one check: one bcrypt comparison, and one
+	// place in the throttle, so that a burst of right passwords is not taken for guessing.
+	if _, err, _ := s.verifying.Do(string(key[:]), func() (any, error) {
+		return nil, s.verify(user, password, key, ok, hash, proven, now)
+	}); err != nil {
 		return Principal{}, err
+	}
+	if disabled {
+		return Principal{}, disabledError(user)
+	}
+	return p, nil
+}
+
+// verify checks password against hash (of a user that exists, if ok), held to the login
+// throttle, and remembers a right one. proven says the password was found right before,
+// against the same hash.
+func (s *Service) verify(user, password string, key [32]byte, ok bool, hash []byte, proven bool, now time.Time) error {
+	if err := s.throttle.check(user, now); err != nil {
+		if proven {
+			// A running client outlasts its cache entry: a guesser keeping the name
+			// locked must not lock it out once the entry has expired.
+			return nil
+		}
+		return err
 	}
 	if !ok {
 		// Spend the same bcrypt time as for a real user so that timing does not tell.
 		_ = bcrypt.CompareHashAndPassword(dummyHash(s.cfg.BcryptCost), []byte(password))
 		s.throttle.failed(user, now)
-		return Principal{}, wrongPassword()
+		return wrongPassword()
 	}
 	if bcrypt.CompareHashAndPassword(hash, []byte(password)) != nil {
 		s.throttle.failed(user, now)
-		return Principal{}, wrongPassword()
+		return wrongPassword()
 	}
 	s.throttle.succeeded(user)
-	if disabled {
-		return Principal{}, disabledError(user)
-	}
 	if s.cfg.CredentialCacheTTL > 0 {
 		s.credMu.Lock()
 		if len(s.creds) >= maxCredentialCache {
@@ -164,7 +192,7 @@ func (s *Service) authBasic(user, password string) (Principal, error) {
 		s.creds[key] = credEntry{user: user, hash: string(hash), expires: now.Add(s.cfg.CredentialCacheTTL)}
 		s.credMu.Unlock()
 	}
-	return p, nil
+	return nil
 }
 
 // disabledError is returned only to a caller who proved the password or holds a token, so

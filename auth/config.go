@@ -46,9 +46,10 @@ type Config struct {
 
 	// MaxFailedLogins is how many wrong passwords for one user name, within
 	// FailedLoginWindow, lock that name's password checks for FailedLoginWindow: they are
-	// refused (ResourceExhausted) without a bcrypt comparison. Right passwords already in the
-	// credential cache still pass, so running clients are not locked out by a guesser.
-	// Default 10; negative turns the throttle off.
+	// refused (ResourceExhausted) without a bcrypt comparison. A right password checked
+	// before the lock (in the credential cache, even expired, against the user's current
+	// hash) still passes, so running clients are not locked out by a guesser; the same
+	// credentials checked at once count once. Default 10; negative turns the throttle off.
 	MaxFailedLogins int
 	// FailedLoginWindow: see MaxFailedLogins. Default 1 minute.
 	FailedLoginWindow time.Duration

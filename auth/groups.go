@@ -160,16 +160,28 @@ type siftedConsumer struct {
 	sift  *sifter
 	now   func() time.Time
 	reset time.Time
+
+	// held is an event Recv took but neither passed on nor parked, its ctx having ended
+	// (or the $acl lookup failed) first: in flight with this consumer, it would hold a
+	// place of MaxInFlight until MessageTimeout, or for ever. The next Recv starts with it.
+	// Only Recv, never called concurrently with itself, touches it.
+	held *verity.GroupMessage
 }
 
 func (c *siftedConsumer) Recv(ctx context.Context) (verity.GroupMessage, error) {
 	for {
-		m, err := c.GroupConsumer.Recv(ctx)
-		if err != nil {
-			return m, err
+		var m verity.GroupMessage
+		if c.held != nil {
+			m, c.held = *c.held, nil
+		} else {
+			var err error
+			if m, err = c.GroupConsumer.Recv(ctx); err != nil {
+				return m, err
+			}
 		}
 		ok, err := c.visible(ctx, m.Event.Stream)
 		if err != nil {
+			c.held = &m
 			return verity.GroupMessage{}, err
 		}
 		if ok {
@@ -177,6 +189,7 @@ func (c *siftedConsumer) Recv(ctx context.Context) (verity.GroupMessage, error) 
 		}
 		reason := fmt.Sprintf("user %q may not read stream %q (the access rules or its $acl): parked instead of delivered to that consumer", c.user, m.Event.Stream)
 		if err := c.GroupConsumer.Nack(ctx, verity.NackPark, reason, m.Event.ID); err != nil {
+			c.held = &m
 			return verity.GroupMessage{}, err
 		}
 	}

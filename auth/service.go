@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/verity-dev/verity"
 )
@@ -33,6 +34,8 @@ type Service struct {
 
 	denied   atomic.Uint64
 	throttle *loginThrottle // nil when Config.MaxFailedLogins turns it off
+	// verifying shares one password check among the calls making it at once.
+	verifying singleflight.Group
 
 	cancel context.CancelFunc
 	done   chan struct{}

@@ -25,9 +25,10 @@ type loginThrottle struct {
 }
 
 type failures struct {
-	n      int       // wrong passwords since first
-	first  time.Time // the first of them
-	locked time.Time // refused until then, once n reached max
+	n       int       // wrong passwords since first
+	first   time.Time // the first of them
+	locked  time.Time // refused until then, once n reached max
+	pending int       // checks let through whose password is still being compared
 }
 
 func newLoginThrottle(max int, window time.Duration) *loginThrottle {
@@ -37,7 +38,10 @@ func newLoginThrottle(max int, window time.Duration) *loginThrottle {
 	return &loginThrottle{max: max, window: window, m: map[string]*failures{}}
 }
 
-// check refuses a password check for user while its name is locked.
+// check refuses a password check for user while its name is locked, or while the checks
+// already let through would lock it if they all failed: guesses sent at once all reach
+// check before the first of them is found wrong, and each must count. Every check that
+// returns nil is to be followed by failed or succeeded.
 func (t *loginThrottle) check(user string, now time.Time) error {
 	if t == nil {
 		return nil
@@ -45,12 +49,30 @@ func (t *loginThrottle) check(user string, now time.Time) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	f, ok := t.m[user]
-	if !ok || !now.Before(f.locked) {
-		return nil
+	if ok && now.Before(f.locked) {
+		return tooManyWrongPasswords(f.locked.Sub(now))
 	}
-	wait := f.locked.Sub(now).Round(time.Second)
+	if !ok {
+		if len(t.m) >= maxThrottled && !t.makeRoom(now) {
+			return nil // as in failed: untracked until a tracked name expires
+		}
+		f = &failures{}
+		t.m[user] = f
+	}
+	n := f.n
+	if n > 0 && (now.Sub(f.first) >= t.window || now.Before(f.first)) {
+		n = 0
+	}
+	if n+f.pending >= t.max {
+		return tooManyWrongPasswords(t.window)
+	}
+	f.pending++
+	return nil
+}
+
+func tooManyWrongPasswords(wait time.Duration) error {
 	return verity.Errorf(verity.ResourceExhausted, "authenticate",
-		"too many wrong passwords for this user name; try again in %s", max(wait, time.Second))
+		"too many wrong passwords for this user name; try again in %s", max(wait.Round(time.Second), time.Second))
 }
 
 // failed counts a wrong password for user; the max-th within the window locks the name.
@@ -67,6 +89,9 @@ func (t *loginThrottle) failed(user string, now time.Time) {
 		}
 		f = &failures{}
 		t.m[user] = f
+	}
+	if f.pending > 0 {
+		f.pending--
 	}
 	if f.n == 0 || now.Sub(f.first) >= t.window || now.Before(f.first) {
 		f.n, f.first = 0, now
@@ -92,7 +117,7 @@ func (t *loginThrottle) succeeded(user string) {
 func (t *loginThrottle) makeRoom(now time.Time) bool {
 	before := len(t.m)
 	for user, f := range t.m {
-		if !now.Before(f.locked) && now.Sub(f.first) >= t.window {
+		if !now.Before(f.locked) && now.Sub(f.first) >= t.window && f.pending == 0 {
 			delete(t.m, user)
 		}
 	}

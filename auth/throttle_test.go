@@ -94,3 +94,27 @@ func TestTheLoginThrottleHoldsBoundedMemory(t *testing.T) {
 		t.Fatalf("a sprayed flood of names lifted the victim's lock: %v", err)
 	}
 }
+
+// A client starting many calls at once with its right password, before the first is
+// remembered, is not taken for a guesser: the same credentials checked at once share one
+// check.
+func TestABurstOfRightPasswordsIsNotThrottled(t *testing.T) {
+	ctx := context.Background()
+	svc := openService(t, newStore(t), Config{MaxFailedLogins: 3})
+	mustNil(t, svc.CreateUser(ctx, admin, "bob", "bob-pw", nil))
+	errs := make(chan error, 32)
+	start := make(chan struct{})
+	for range cap(errs) {
+		go func() {
+			<-start
+			_, err := svc.Authenticate(ctx, basic("bob", "bob-pw"))
+			errs <- err
+		}()
+	}
+	close(start)
+	for range cap(errs) {
+		if err := <-errs; err != nil {
+			t.Errorf("a right password in a burst: %v", err)
+		}
+	}
+}
