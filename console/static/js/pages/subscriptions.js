@@ -47,7 +47,11 @@ export async function render({ root, signal }) {
 }
 
 function groupCard(g, replay) {
-  const stat = (label, value, tone) => h("div", { class: "stat" + (tone ? " " + tone : "") }, h("div", { class: "label" }, label), h("div", { class: "value" }, value));
+  const stat = (label, value, tone, title) => h("div", { class: "stat" + (tone ? " " + tone : ""), title }, h("div", { class: "label" }, label), h("div", { class: "value" }, value));
+  // Lag counts the events past the last written checkpoint, which is written at most every
+  // CheckpointAfter once enough events were acknowledged: a live group with nothing waiting
+  // or in flight has handled them, and is not shown as behind.
+  const behind = g.lag > 0 && (String(g.status).toLowerCase() !== "live" || g.waiting > 0 || g.inFlight > 0);
   const consumers = g.consumers || [];
   return h("article", { class: "card group", dataset: { group: g.group, stream: g.stream } },
     h("header", {},
@@ -58,7 +62,8 @@ function groupCard(g, replay) {
     h("div", { class: "stats" },
       stat("Checkpoint", g.checkpointed === false ? "none yet" : num(g.checkpoint)),
       stat("Last known", num(g.lastKnown)),
-      stat("Lag", num(g.lag), g.lag > 0 ? "warn" : ""),
+      stat("Lag", num(g.lag), behind ? "warn" : "",
+        "Events past the last written checkpoint: replayed to the group after a restart. A checkpoint is written every few seconds once enough events are acknowledged, so a live group with nothing waiting or in flight shows some lag without being behind."),
       stat("In flight", num(g.inFlight)),
       stat("Waiting", num(g.waiting)),
       stat("Parked", num(g.parked), g.parked > 0 ? "bad" : ""),
