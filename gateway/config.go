@@ -118,6 +118,12 @@ type Route struct {
 	Service string `yaml:"service,omitempty" json:"service,omitempty"`
 	// StripPrefix is removed from the start of the path before proxying (only with Service).
 	StripPrefix string `yaml:"stripPrefix,omitempty" json:"stripPrefix,omitempty"`
+	// Stream marks a service route whose answers last (server-sent events, long polls,
+	// upgraded connections such as WebSockets): its timeout bounds each attempt until the
+	// answer's headers, as tryTimeout does (tryTimeout, if set, instead), and the answer
+	// then streams for as long as the client and the instance keep it open. Without it the
+	// timeout ends the exchange, answer and all. Only with Service.
+	Stream bool `yaml:"stream,omitempty" json:"stream,omitempty"`
 	// Timeout overrides Defaults.Timeout.
 	Timeout time.Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`
 	// TryTimeout overrides Defaults.TryTimeout.
@@ -297,6 +303,8 @@ func (r Route) validate(f string, bad func(field, format string, args ...any) er
 		return bad(f+".maxConcurrent", "%d is negative", r.MaxConcurrent)
 	case r.StripPrefix != "" && r.Service == "":
 		return bad(f+".stripPrefix", "only a service route strips a prefix")
+	case r.Stream && r.Service == "":
+		return bad(f+".stream", "only a service route streams (a composition or a command answers once)")
 	case r.StripPrefix != "" && !strings.HasPrefix(r.StripPrefix, "/"):
 		return bad(f+".stripPrefix", "%q does not start with /", r.StripPrefix)
 	}

@@ -210,9 +210,18 @@ func (g *Gateway) build(cfg Config) (*table, map[string]*upstream, map[string]*r
 		for _, s := range rc.services() {
 			rt.upstreams = append(rt.upstreams, upstreamOf(s))
 		}
+		tryTimeout := rc.tryTimeout(d)
+		if rc.Stream {
+			// The timeout bounds each attempt until the answer's headers; the answer
+			// then lasts as long as it does.
+			if tryTimeout == 0 {
+				tryTimeout = rt.timeout
+			}
+			rt.timeout = 0
+		}
 		callerOf := func(service string) *caller {
 			return &caller{g: g, up: upstreamOf(service), resolver: g.resolver(rc.balance(d)),
-				retries: rc.retries(d), tryTimeout: rc.tryTimeout(d), backoff: d.retryBackoff(), bodyLimit: d.retryBodyLimit()}
+				retries: rc.retries(d), tryTimeout: tryTimeout, backoff: d.retryBackoff(), bodyLimit: d.retryBodyLimit()}
 		}
 		switch {
 		case rc.Service != "":
