@@ -1,7 +1,6 @@
 package registry
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,6 +13,8 @@ import (
 	"time"
 
 	"github.com/verity-dev/verity"
+	"github.com/verity-dev/verity/internal/httpjson"
+	"github.com/verity-dev/verity/internal/sse"
 )
 
 // Authorizer decides whether the caller of r may use the registry API: write is set for
@@ -138,12 +139,12 @@ func NewHandler(r *Registry, opts HandlerOptions) http.Handler {
 		}
 		mux.HandleFunc(p+path, func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Allow", list)
-			writeJSON(w, http.StatusMethodNotAllowed, errorBody{Error: errorJSON{Kind: verity.Invalid.String(),
+			httpjson.Write(w, http.StatusMethodNotAllowed, errorBody{Error: errorJSON{Kind: verity.Invalid.String(),
 				Message: fmt.Sprintf("method %s is not allowed on %s; use %s", r.Method, r.URL.Path, list)}})
 		})
 	}
 	notFound := func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusNotFound, errorBody{Error: errorJSON{Kind: verity.NotFound.String(),
+		httpjson.Write(w, http.StatusNotFound, errorBody{Error: errorJSON{Kind: verity.NotFound.String(),
 			Message: fmt.Sprintf("no registry endpoint at %s; see docs/registry.md", r.URL.Path)}})
 	}
 	mux.HandleFunc(p+"/", notFound)
@@ -180,7 +181,7 @@ func (h *handler) register(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	w.Header().Set("Location", h.opts.Prefix+"/instances/"+lease.InstanceID)
-	writeJSON(w, http.StatusCreated, lease)
+	httpjson.Write(w, http.StatusCreated, lease)
 	return nil
 }
 
@@ -217,7 +218,7 @@ func (h *handler) listAll(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, struct {
+	httpjson.Write(w, http.StatusOK, struct {
 		Instances []Instance `json:"instances"`
 	}{nonNil(ins)})
 	return nil
@@ -228,7 +229,7 @@ func (h *handler) services(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, struct {
+	httpjson.Write(w, http.StatusOK, struct {
 		Services []ServiceSummary `json:"services"`
 	}{summarize(ins)})
 	return nil
@@ -253,7 +254,7 @@ func (h *handler) lookup(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, struct {
+	httpjson.Write(w, http.StatusOK, struct {
 		Service   string     `json:"service"`
 		Instances []Instance `json:"instances"`
 	}{service, nonNil(ins)})
@@ -285,21 +286,9 @@ func (h *handler) watch(w http.ResponseWriter, r *http.Request) error {
 	}
 	defer wt.Close()
 
-	rc := http.NewResponseController(w)
-	// A server-wide read deadline would end the stream; writes get deadlines of their own.
-	_ = rc.SetReadDeadline(time.Time{})
-	hdr := w.Header()
-	hdr.Set("Content-Type", "text/event-stream")
-	hdr.Set("Cache-Control", "no-cache")
-	hdr.Set("X-Accel-Buffering", "no")
-	sw := &sseWriter{w: w, rc: rc, timeout: h.opts.SSEWriteTimeout}
-	defer func() {
-		if !sw.failed {
-			_ = rc.SetWriteDeadline(time.Time{}) // a kept-alive connection must not keep it
-		}
-	}()
-	w.WriteHeader(http.StatusOK)
-	if err := sw.comment("watching"); err != nil {
+	sw := sse.Start(w, h.opts.SSEWriteTimeout)
+	defer sw.End()
+	if err := sw.Comment("watching"); err != nil {
 		return nil
 	}
 	for {
@@ -310,19 +299,19 @@ func (h *handler) watch(w http.ResponseWriter, r *http.Request) error {
 		cancel()
 		switch {
 		case err == nil:
-			b, merr := marshal(c)
+			b, merr := httpjson.Marshal(c)
 			if merr != nil {
 				h.opts.Logger.Error("registry watch: encode change", "err", merr)
 				return nil
 			}
-			err = sw.message(c.Kind.String(), b)
+			err = sw.Message(c.Kind.String(), "", b)
 		case ctx.Err() != nil:
 			return nil // the client left
 		case errors.Is(err, context.DeadlineExceeded) && nctx.Err() != nil:
-			err = sw.comment("heartbeat")
+			err = sw.Comment("heartbeat")
 		default:
-			b, _ := marshal(errorBody{Error: errorJSONOf(err)})
-			_ = sw.message("error", b)
+			b, _ := httpjson.Marshal(errorBody{Error: errorJSONOf(err)})
+			_ = sw.Message("error", "", b)
 			return nil
 		}
 		if err != nil {
@@ -370,7 +359,7 @@ func boolParam(op string, r *http.Request, name string) (bool, error) {
 func (h *handler) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
-		writeJSON(w, http.StatusRequestEntityTooLarge, errorBody{Error: errorJSON{Kind: verity.Invalid.String(),
+		httpjson.Write(w, http.StatusRequestEntityTooLarge, errorBody{Error: errorJSON{Kind: verity.Invalid.String(),
 			Message: "request body is over the limit of " + strconv.FormatInt(tooBig.Limit, 10) + " bytes"}})
 		return
 	}
@@ -385,30 +374,7 @@ func (h *handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 	case verity.ResourceExhausted, verity.Unavailable:
 		w.Header().Set("Retry-After", "1")
 	}
-	writeJSON(w, kind.HTTPStatus(), errorBody{Error: body})
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := marshal(v)
-	if err != nil {
-		status = http.StatusInternalServerError
-		b = []byte(`{"error":{"kind":"internal","message":"internal error: the response could not be encoded"}}`)
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	_, _ = w.Write(append(b, '\n'))
-}
-
-// marshal encodes v as one line of JSON without HTML escaping (the answers are not HTML).
-func marshal(v any) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+	httpjson.Write(w, kind.HTTPStatus(), errorBody{Error: body})
 }
 
 func nonNil(ins []Instance) []Instance {
@@ -420,44 +386,4 @@ func nonNil(ins []Instance) []Instance {
 
 func isContextErr(err error) bool {
 	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
-}
-
-// sseWriter writes server-sent events, flushing each, each write bounded by a deadline.
-type sseWriter struct {
-	w       http.ResponseWriter
-	rc      *http.ResponseController
-	timeout time.Duration
-	buf     bytes.Buffer
-	failed  bool
-}
-
-func (s *sseWriter) message(event string, data []byte) error {
-	s.buf.Reset()
-	s.buf.WriteString("event: " + event + "\n")
-	for line := range bytes.Lines(data) {
-		s.buf.WriteString("data: ")
-		s.buf.Write(bytes.TrimRight(line, "\r\n"))
-		s.buf.WriteByte('\n')
-	}
-	s.buf.WriteString("\n")
-	return s.flush()
-}
-
-func (s *sseWriter) comment(text string) error {
-	s.buf.Reset()
-	s.buf.WriteString(": " + text + "\n\n")
-	return s.flush()
-}
-
-func (s *sseWriter) flush() error {
-	err := s.rc.SetWriteDeadline(time.Now().Add(s.timeout))
-	if err == nil || errors.Is(err, http.ErrNotSupported) {
-		if _, err = s.w.Write(s.buf.Bytes()); err == nil {
-			err = s.rc.Flush()
-		}
-	}
-	if err != nil {
-		s.failed = true
-	}
-	return err
 }

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/verity-dev/verity"
+	"github.com/verity-dev/verity/internal/sse"
+	"github.com/verity-dev/verity/protocol/httpapi"
 )
 
 // LivePath is where the console follows answers that have no stream of their own (consumer
@@ -68,25 +70,17 @@ func (s *Server) serveLive(h http.Handler) http.HandlerFunc {
 			}
 			last[i] = a.sum()
 		}
-		flusher, ok := w.(http.Flusher)
-		if !ok {
-			platformError(w, verity.Internal, "this connection cannot stream")
-			return
-		}
-		w.Header().Set("Content-Type", "text/event-stream")
-		w.Header().Set("Cache-Control", "no-store")
-		w.WriteHeader(http.StatusOK)
+		sw := sse.Start(w, httpapi.DefaultSSEWriteTimeout)
+		defer sw.End()
 		changed := func(p string) bool {
 			data, _ := json.Marshal(map[string]string{"path": p})
-			_, err := fmt.Fprintf(w, "event: changed\ndata: %s\n\n", data)
-			return err == nil
+			return sw.Message("changed", "", data) == nil
 		}
 		for _, p := range paths {
 			if !changed(p) {
 				return
 			}
 		}
-		flusher.Flush()
 
 		// The stream ends when shutdown begins, whatever the request's Accept header
 		// (endStreamsAtShutdown goes by it; a client such as curl sends none).
@@ -110,9 +104,7 @@ func (s *Server) serveLive(h http.Handler) http.HandlerFunc {
 					// The caller's credentials no longer hold (user deleted, password
 					// changed, token revoked): the page learns it when it fetches, and
 					// the stream ends rather than check failing credentials forever.
-					if changed(p) {
-						flusher.Flush()
-					}
+					changed(p)
 					return
 				}
 				sum := a.sum()
@@ -125,15 +117,13 @@ func (s *Server) serveLive(h http.Handler) http.HandlerFunc {
 				}
 				sent = true
 			}
-			if quiet++; !sent && quiet >= livePing {
-				if _, err := fmt.Fprint(w, ": ping\n\n"); err != nil {
+			if quiet++; sent {
+				quiet = 0
+			} else if quiet >= livePing {
+				if sw.Comment("ping") != nil {
 					return
 				}
-				sent = true
-			}
-			if sent {
 				quiet = 0
-				flusher.Flush()
 			}
 		}
 	}

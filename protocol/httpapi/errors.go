@@ -1,14 +1,13 @@
 package httpapi
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"strconv"
 
 	"github.com/verity-dev/verity"
+	"github.com/verity-dev/verity/internal/httpjson"
 )
 
 // StatusOf returns the HTTP status that answers an error of kind k (see
@@ -99,37 +98,10 @@ func (h *handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 	case verity.ResourceExhausted, verity.Unavailable:
 		w.Header().Set("Retry-After", "1")
 	}
-	writeJSON(w, status, errorBody{Error: body})
+	httpjson.Write(w, status, errorBody{Error: body})
 }
 
 // writeHTTPError answers with an error that has no verity.Error behind it (405, 413, 415).
 func writeHTTPError(w http.ResponseWriter, status int, kind, message string) {
-	writeJSON(w, status, errorBody{Error: errorJSON{Kind: kind, Message: message}})
-}
-
-// writeJSON answers with v as JSON. It encodes into memory first so that a value that cannot
-// be encoded is a 500, not half a response.
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := marshal(v)
-	if err != nil {
-		status = http.StatusInternalServerError
-		b = []byte(`{"error":{"kind":"internal","message":"internal error: the response could not be encoded"}}`)
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	_, _ = w.Write(append(b, '\n'))
-}
-
-// marshal encodes v as compact JSON on one line, without escaping &, < and > as
-// encoding/json does by default: the answers are not HTML, and "\u0026" in a next URL reads
-// badly in a terminal.
-func marshal(v any) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+	httpjson.Write(w, status, errorBody{Error: errorJSON{Kind: kind, Message: message}})
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/verity-dev/verity"
 	"github.com/verity-dev/verity/eventindex"
+	"github.com/verity-dev/verity/internal/httpjson"
 )
 
 // EventIndex finds events by id and by the ids their metadata links them by; package
@@ -118,7 +119,7 @@ func (h *handler) getEvent(w http.ResponseWriter, r *http.Request, c caller) err
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, ev)
+	httpjson.Write(w, http.StatusOK, ev)
 	return nil
 }
 
@@ -201,7 +202,7 @@ func (h *handler) getChain(w http.ResponseWriter, r *http.Request, c caller) err
 	if out.Correlation, _, err = h.correlated(ctx, c, corr, 0, limit, ref.ID); err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, out)
+	httpjson.Write(w, http.StatusOK, out)
 	return nil
 }
 
@@ -272,6 +273,6 @@ func (h *handler) getCorrelation(w http.ResponseWriter, r *http.Request, c calle
 	if next > 1 {
 		out.Next = strconv.FormatUint(next, 10)
 	}
-	writeJSON(w, http.StatusOK, out)
+	httpjson.Write(w, http.StatusOK, out)
 	return nil
 }

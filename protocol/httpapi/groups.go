@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/verity-dev/verity"
+	"github.com/verity-dev/verity/internal/httpjson"
 )
 
 // The management of consumer groups (persistent subscriptions) over HTTP: the routes under
@@ -258,7 +259,7 @@ func (h *handler) putGroup(w http.ResponseWriter, r *http.Request, c caller, op 
 	if err := call(g, r.Context(), spec); err != nil {
 		return err
 	}
-	writeJSON(w, status, groupRefOut{Stream: stream, Group: group})
+	httpjson.Write(w, status, groupRefOut{Stream: stream, Group: group})
 	return nil
 }
 
@@ -276,7 +277,7 @@ func (h *handler) deleteGroup(w http.ResponseWriter, r *http.Request, c caller) 
 	if err := g.DeleteGroup(r.Context(), stream, group); err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, groupRefOut{Stream: stream, Group: group})
+	httpjson.Write(w, http.StatusOK, groupRefOut{Stream: stream, Group: group})
 	return nil
 }
 
@@ -295,7 +296,7 @@ func (h *handler) getGroup(w http.ResponseWriter, r *http.Request, c caller) err
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, groupInfoJSON(info))
+	httpjson.Write(w, http.StatusOK, groupInfoJSON(info))
 	return nil
 }
 
@@ -320,7 +321,7 @@ func (h *handler) listGroups(w http.ResponseWriter, r *http.Request, c caller) e
 	for i, info := range infos {
 		out.Groups[i] = groupInfoJSON(info)
 	}
-	writeJSON(w, http.StatusOK, out)
+	httpjson.Write(w, http.StatusOK, out)
 	return nil
 }
 
@@ -343,7 +344,7 @@ func (h *handler) replayParked(w http.ResponseWriter, r *http.Request, c caller)
 	if err := g.ReplayParked(r.Context(), stream, group, verity.ReplayParkedOptions{Limit: limit}); err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, groupRefOut{Stream: stream, Group: group})
+	httpjson.Write(w, http.StatusOK, groupRefOut{Stream: stream, Group: group})
 	return nil
 }
 

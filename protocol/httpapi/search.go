@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/verity-dev/verity"
+	"github.com/verity-dev/verity/internal/httpjson"
 )
 
 // Stream search parameters and bounds (docs/http-api.md, "Console support").
@@ -102,7 +103,7 @@ func (h *handler) searchStreams(w http.ResponseWriter, r *http.Request, c caller
 	page := searchPage{Streams: []streamOut{}}
 	seen := map[string]bool{}
 	if before == 1 {
-		writeJSON(w, http.StatusOK, page)
+		httpjson.Write(w, http.StatusOK, page)
 		return nil
 	}
 	opts := verity.ReadAllOptions{Direction: verity.Backwards, FromEnd: before == 0, From: before - 1, Filter: filter}
@@ -155,7 +156,7 @@ scan:
 	if c.principal.Anonymous() && len(page.Streams) == 0 {
 		return verity.Errorf(verity.Unauthenticated, op, "log in to search streams: no stream on this page is open to anonymous callers")
 	}
-	writeJSON(w, http.StatusOK, page)
+	httpjson.Write(w, http.StatusOK, page)
 	return nil
 }
 

@@ -1,9 +1,7 @@
 package httpapi
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"math"
 	"net/http"
 	"strconv"
@@ -11,6 +9,8 @@ import (
 	"time"
 
 	"github.com/verity-dev/verity"
+	"github.com/verity-dev/verity/internal/httpjson"
+	"github.com/verity-dev/verity/internal/sse"
 )
 
 // subscribe serves GET /subscribe/{stream} (and GET /streams/{stream} with Accept:
@@ -114,24 +114,9 @@ func (h *handler) subscribe(w http.ResponseWriter, r *http.Request, c caller) er
 		wg.Wait()
 	}()
 
-	rc := http.NewResponseController(w)
-	// A server-wide read deadline would end the stream (net/http cancels the request when
-	// its background read times out); writes get a deadline of their own below.
-	_ = rc.SetReadDeadline(time.Time{})
-	hdr := w.Header()
-	hdr.Set("Content-Type", "text/event-stream")
-	hdr.Set("Cache-Control", "no-cache")
-	hdr.Set("X-Accel-Buffering", "no") // tell nginx not to buffer the stream
-	sw := &sseWriter{w: w, rc: rc, timeout: h.opts.SSEWriteTimeout}
-	defer func() {
-		// net/http does not reset a deadline set here (unless the server has a WriteTimeout of
-		// its own), so a kept-alive connection would carry it into its next request.
-		if !sw.failed {
-			_ = rc.SetWriteDeadline(time.Time{})
-		}
-	}()
-	w.WriteHeader(http.StatusOK)
-	if err := sw.comment("subscribed"); err != nil {
+	sw := sse.Start(w, h.opts.SSEWriteTimeout)
+	defer sw.End()
+	if err := sw.Comment("subscribed"); err != nil {
 		h.log.DebugContext(ctx, "http api: event stream not flushable; ending it", "err", err)
 		return nil
 	}
@@ -144,16 +129,16 @@ func (h *handler) subscribe(w http.ResponseWriter, r *http.Request, c caller) er
 		case <-ctx.Done():
 			return nil
 		case <-heartbeat.C:
-			err = sw.comment("heartbeat")
+			err = sw.Comment("heartbeat")
 		case m := <-msgs:
 			if m.err != nil {
 				if ctx.Err() == nil {
-					b, _ := marshal(errorBody{Error: errorJSONOf(m.err)})
-					_ = sw.message("error", "", b)
+					b, _ := httpjson.Marshal(errorBody{Error: errorJSONOf(m.err)})
+					_ = sw.Message("error", "", b)
 				}
 				return nil
 			}
-			err = sw.send(m.msg, all)
+			err = send(sw, m.msg, all)
 		}
 		if err != nil {
 			return nil // the client is gone or stalled: nobody to tell
@@ -161,22 +146,13 @@ func (h *handler) subscribe(w http.ResponseWriter, r *http.Request, c caller) er
 	}
 }
 
-// sseWriter writes server-sent events, flushing each, each write bounded by a deadline.
-type sseWriter struct {
-	w       http.ResponseWriter
-	rc      *http.ResponseController
-	timeout time.Duration
-	buf     bytes.Buffer
-	failed  bool // a write failed: the connection is of no further use
-}
-
 // send writes one subscription message. An event's id is its position on $all and its
 // revision on a stream, so Last-Event-ID resumes right after it; checkpoints and caught-up
 // on $all carry the position too, as everything up to it was considered.
-func (s *sseWriter) send(m verity.SubscriptionMessage, all bool) error {
+func send(s *sse.Writer, m verity.SubscriptionMessage, all bool) error {
 	switch m.Kind {
 	case verity.MessageEvent:
-		b, err := marshal(encodeEvent(m.Event))
+		b, err := httpjson.Marshal(encodeEvent(m.Event))
 		if err != nil {
 			return err
 		}
@@ -184,51 +160,16 @@ func (s *sseWriter) send(m verity.SubscriptionMessage, all bool) error {
 		if all {
 			id = m.Event.Position
 		}
-		return s.message("event", strconv.FormatUint(id, 10), b)
+		return s.Message("event", strconv.FormatUint(id, 10), b)
 	case verity.MessageCaughtUp, verity.MessageCheckpoint:
-		b, _ := marshal(struct {
+		b, _ := httpjson.Marshal(struct {
 			Position uint64 `json:"position"`
 		}{m.Position})
 		id := ""
 		if all {
 			id = strconv.FormatUint(m.Position, 10)
 		}
-		return s.message(m.Kind.String(), id, b)
+		return s.Message(m.Kind.String(), id, b)
 	}
 	return nil // a kind newer than this code: nothing a client could make of it
-}
-
-func (s *sseWriter) message(event, id string, data []byte) error {
-	s.buf.Reset()
-	if id != "" {
-		s.buf.WriteString("id: " + id + "\n")
-	}
-	s.buf.WriteString("event: " + event + "\n")
-	// marshal writes one line, but a line break inside data would end the field.
-	for line := range bytes.Lines(data) {
-		s.buf.WriteString("data: ")
-		s.buf.Write(bytes.TrimRight(line, "\r\n"))
-		s.buf.WriteByte('\n')
-	}
-	s.buf.WriteByte('\n')
-	return s.flush()
-}
-
-func (s *sseWriter) comment(text string) error {
-	s.buf.Reset()
-	s.buf.WriteString(": " + text + "\n\n")
-	return s.flush()
-}
-
-func (s *sseWriter) flush() error {
-	err := s.rc.SetWriteDeadline(time.Now().Add(s.timeout))
-	if err == nil || errors.Is(err, http.ErrNotSupported) {
-		if _, err = s.w.Write(s.buf.Bytes()); err == nil {
-			err = s.rc.Flush()
-		}
-	}
-	if err != nil {
-		s.failed = true
-	}
-	return err
 }

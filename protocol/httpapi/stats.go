@@ -7,6 +7,8 @@ import (
 
 	"github.com/verity-dev/verity"
 	"github.com/verity-dev/verity/auth"
+	"github.com/verity-dev/verity/internal/httpjson"
+	"github.com/verity-dev/verity/internal/sse"
 )
 
 // Stats are the server's live figures, as GET /stats answers them. The server fills them
@@ -91,7 +93,7 @@ func (h *handler) getStats(w http.ResponseWriter, r *http.Request, c caller) err
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, s)
+	httpjson.Write(w, http.StatusOK, s)
 	return nil
 }
 
@@ -118,19 +120,8 @@ func (h *handler) streamStats(w http.ResponseWriter, r *http.Request, c caller) 
 	}
 	defer release()
 	ctx := r.Context()
-	rc := http.NewResponseController(w)
-	_ = rc.SetReadDeadline(time.Time{})
-	hdr := w.Header()
-	hdr.Set("Content-Type", "text/event-stream")
-	hdr.Set("Cache-Control", "no-cache")
-	hdr.Set("X-Accel-Buffering", "no")
-	sw := &sseWriter{w: w, rc: rc, timeout: h.opts.SSEWriteTimeout}
-	defer func() {
-		if !sw.failed {
-			_ = rc.SetWriteDeadline(time.Time{})
-		}
-	}()
-	w.WriteHeader(http.StatusOK)
+	sw := sse.Start(w, h.opts.SSEWriteTimeout)
+	defer sw.End()
 	tick := time.NewTicker(h.opts.StatsInterval)
 	defer tick.Stop()
 	for {
@@ -139,15 +130,15 @@ func (h *handler) streamStats(w http.ResponseWriter, r *http.Request, c caller) 
 			return nil
 		}
 		if err != nil {
-			b, _ := marshal(errorBody{Error: errorJSONOf(err)})
-			_ = sw.message("error", "", b)
+			b, _ := httpjson.Marshal(errorBody{Error: errorJSONOf(err)})
+			_ = sw.Message("error", "", b)
 			return nil
 		}
-		b, err := marshal(s)
+		b, err := httpjson.Marshal(s)
 		if err != nil {
 			return nil
 		}
-		if sw.message("stats", "", b) != nil {
+		if sw.Message("stats", "", b) != nil {
 			return nil // the client is gone or stalled
 		}
 		select {

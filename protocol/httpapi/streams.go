@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"github.com/verity-dev/verity"
+	"github.com/verity-dev/verity/internal/httpjson"
 )
 
 // withStream names the stream on an error that does not name one yet.
@@ -41,7 +42,7 @@ func (h *handler) append(w http.ResponseWriter, r *http.Request, c caller) error
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, appendResultOut{Revision: res.Revision, Position: res.Position})
+	httpjson.Write(w, http.StatusCreated, appendResultOut{Revision: res.Revision, Position: res.Position})
 	return nil
 }
 
@@ -72,7 +73,7 @@ func (h *handler) appendMulti(w http.ResponseWriter, r *http.Request, c caller) 
 	for i, a := range res {
 		out.Results[i] = appendResultOut{Stream: appends[i].Stream, Revision: a.Revision, Position: a.Position}
 	}
-	writeJSON(w, http.StatusCreated, out)
+	httpjson.Write(w, http.StatusCreated, out)
 	return nil
 }
 
@@ -193,7 +194,7 @@ func writePage(w http.ResponseWriter, page readPage) {
 	if page.Next != "" {
 		w.Header().Set("Link", "<"+page.Next+`>; rel="next"`)
 	}
-	writeJSON(w, http.StatusOK, page)
+	httpjson.Write(w, http.StatusOK, page)
 }
 
 // delete serves DELETE /streams/{stream}: a soft delete, or with ?tombstone=true a
@@ -227,7 +228,7 @@ func (h *handler) delete(w http.ResponseWriter, r *http.Request, c caller) error
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, deleteResultOut{Position: res.Position})
+	httpjson.Write(w, http.StatusOK, deleteResultOut{Position: res.Position})
 	return nil
 }
 
@@ -242,7 +243,7 @@ func (h *handler) getMetadata(w http.ResponseWriter, r *http.Request, c caller) 
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, metadataOut{Stream: stream, Revision: res.Revision, Metadata: res.Metadata})
+	httpjson.Write(w, http.StatusOK, metadataOut{Stream: stream, Revision: res.Revision, Metadata: res.Metadata})
 	return nil
 }
 
@@ -269,6 +270,6 @@ func (h *handler) setMetadata(w http.ResponseWriter, r *http.Request, c caller) 
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, appendResultOut{Revision: res.Revision, Position: res.Position})
+	httpjson.Write(w, http.StatusOK, appendResultOut{Revision: res.Revision, Position: res.Position})
 	return nil
 }
