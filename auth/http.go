@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/verity-dev/verity"
+	"github.com/verity-dev/verity/internal/httpjson"
 )
 
 // maxBody bounds a request body of the user API; its requests are a few short strings.
@@ -74,7 +75,7 @@ func (h *userAPI) listUsers(w http.ResponseWriter, r *http.Request, p Principal)
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"users": users})
+	httpjson.Write(w, http.StatusOK, map[string]any{"users": users})
 	return nil
 }
 
@@ -98,7 +99,7 @@ func (h *userAPI) createUser(w http.ResponseWriter, r *http.Request, p Principal
 		return err
 	}
 	w.Header().Set("Location", "/users/"+req.Name)
-	writeJSON(w, http.StatusCreated, u)
+	httpjson.Write(w, http.StatusCreated, u)
 	return nil
 }
 
@@ -107,7 +108,7 @@ func (h *userAPI) getUser(w http.ResponseWriter, r *http.Request, p Principal) e
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, u)
+	httpjson.Write(w, http.StatusOK, u)
 	return nil
 }
 
@@ -127,7 +128,7 @@ func (h *userAPI) updateUser(w http.ResponseWriter, r *http.Request, p Principal
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, u)
+	httpjson.Write(w, http.StatusOK, u)
 	return nil
 }
 
@@ -161,7 +162,7 @@ func (h *userAPI) listTokens(w http.ResponseWriter, r *http.Request, p Principal
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"tokens": tokens})
+	httpjson.Write(w, http.StatusOK, map[string]any{"tokens": tokens})
 	return nil
 }
 
@@ -190,7 +191,7 @@ func (h *userAPI) issueToken(w http.ResponseWriter, r *http.Request, p Principal
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, struct {
+	httpjson.Write(w, http.StatusCreated, struct {
 		Token string `json:"token"`
 		TokenInfo
 	}{token, info})
@@ -250,17 +251,5 @@ func (h *userAPI) writeErr(w http.ResponseWriter, r *http.Request, err error) {
 		Kind    string `json:"kind"`
 		Message string `json:"message"`
 	}
-	writeJSON(w, kind.HTTPStatus(), map[string]body{"error": {Kind: kind.String(), Message: msg}})
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		status = http.StatusInternalServerError
-		b = []byte(`{"error":{"kind":"internal","message":"internal error: the response could not be encoded"}}`)
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	_, _ = w.Write(append(b, '\n'))
+	httpjson.Write(w, kind.HTTPStatus(), map[string]body{"error": {Kind: kind.String(), Message: msg}})
 }
