@@ -21,6 +21,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/verity-dev/verity"
+	"github.com/verity-dev/verity/internal/httpjson"
 	"github.com/verity-dev/verity/sdk"
 )
 
@@ -267,7 +268,7 @@ func (h *commandStatusHandler) ServeHTTP(w http.ResponseWriter, r *http.Request)
 	const op = "command status"
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
-		cmdWriteJSON(w, http.StatusMethodNotAllowed, cmdErrorBody(verity.Invalid, fmt.Sprintf("method %s not allowed: use GET", r.Method)))
+		httpjson.Write(w, http.StatusMethodNotAllowed, cmdErrorBody(verity.Invalid, fmt.Sprintf("method %s not allowed: use GET", r.Method)))
 		return
 	}
 	rest, ok := strings.CutPrefix(r.URL.Path, h.statusBase+"/")
@@ -312,7 +313,7 @@ func (h *commandStatusHandler) ServeHTTP(w http.ResponseWriter, r *http.Request)
 		return
 	}
 	w.Header().Set(headerCommandID, id.String())
-	cmdWriteJSON(w, http.StatusOK, commandAnswer{CommandOutcome: out, StatusURL: h.statusBase + "/" + category + "/" + id.String()})
+	httpjson.Write(w, http.StatusOK, commandAnswer{CommandOutcome: out, StatusURL: h.statusBase + "/" + category + "/" + id.String()})
 }
 
 // cmdWriteOutcome answers a command route with where the command stands.
@@ -330,7 +331,7 @@ func cmdWriteOutcome(w http.ResponseWriter, ans commandAnswer) {
 	case sdk.CommandFailed:
 		status = http.StatusInternalServerError
 	}
-	cmdWriteJSON(w, status, ans)
+	httpjson.Write(w, status, ans)
 }
 
 // cmdErrorBody is the JSON of an error answer, as every Verity HTTP API writes it:
@@ -345,7 +346,7 @@ func cmdErrorBody(kind verity.ErrorKind, msg string) any {
 func cmdWriteError(w http.ResponseWriter, r *http.Request, err error) {
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
-		cmdWriteJSON(w, http.StatusRequestEntityTooLarge, cmdErrorBody(verity.Invalid,
+		httpjson.Write(w, http.StatusRequestEntityTooLarge, cmdErrorBody(verity.Invalid,
 			"the body is over the limit of "+strconv.FormatInt(tooBig.Limit, 10)+" bytes"))
 		return
 	}
@@ -358,19 +359,5 @@ func cmdWriteError(w http.ResponseWriter, r *http.Request, err error) {
 	case verity.Unavailable, verity.ResourceExhausted:
 		w.Header().Set("Retry-After", "1")
 	}
-	cmdWriteJSON(w, kind.HTTPStatus(), cmdErrorBody(kind, msg))
-}
-
-// cmdWriteJSON encodes into memory first, so a value that cannot be encoded is a 500 and
-// not half an answer.
-func cmdWriteJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		status = http.StatusInternalServerError
-		b = []byte(`{"error":{"kind":"internal","message":"the answer could not be encoded"}}`)
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	w.Write(append(b, '\n'))
+	httpjson.Write(w, kind.HTTPStatus(), cmdErrorBody(kind, msg))
 }

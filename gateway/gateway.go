@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/verity-dev/verity"
+	"github.com/verity-dev/verity/internal/httpjson"
 	"github.com/verity-dev/verity/registry"
 )
 
@@ -462,15 +462,10 @@ func writeError(w http.ResponseWriter, status int, kind verity.ErrorKind, msg st
 }
 
 func writeJSON(w http.ResponseWriter, status int, body any, retryAfter time.Duration) {
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
 	if retryAfter > 0 {
-		h.Set("Retry-After", strconv.Itoa(int((retryAfter+time.Second-1)/time.Second)))
+		w.Header().Set("Retry-After", strconv.Itoa(int((retryAfter+time.Second-1)/time.Second)))
 	}
-	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false)
-	enc.Encode(body)
+	httpjson.Write(w, status, body)
 }
 
 // recorder notes the status and size of an answer for the access log.
