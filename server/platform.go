@@ -1,11 +1,11 @@
 package server
 
 import (
-	"encoding/json"
 	"net/http"
 	"sync/atomic"
 
 	"github.com/verity-dev/verity"
+	"github.com/verity-dev/verity/internal/httpjson"
 )
 
 // PlatformPrefix is where the platform parts run beside the server (the gateway's admin
@@ -50,9 +50,7 @@ func (s *Server) servePlatform(w http.ResponseWriter, r *http.Request) {
 }
 
 func platformError(w http.ResponseWriter, kind verity.ErrorKind, msg string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(kind.HTTPStatus())
-	json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{"kind": kind.String(), "message": msg}})
+	httpjson.Write(w, kind.HTTPStatus(), map[string]any{"error": map[string]string{"kind": kind.String(), "message": msg}})
 }
 
 // crossOriginProtection refuses state-changing requests (POST, PUT, DELETE...) that a

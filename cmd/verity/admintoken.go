@@ -3,12 +3,13 @@ package main
 import (
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"strings"
+
+	"github.com/verity-dev/verity/internal/httpjson"
 )
 
 // envAdminToken holds the token of the gateway's and the consolidator's admin APIs, when
@@ -45,9 +46,7 @@ func guardAdmin(cmd, flag, addr, token string, h http.Handler) (http.Handler, er
 		got := sha256.Sum256([]byte(strings.TrimSpace(credentials)))
 		if subtle.ConstantTimeCompare(got[:], want[:]) != 1 || !strings.EqualFold(scheme, "Bearer") {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="verity admin"`)
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusUnauthorized)
-			json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{
+			httpjson.Write(w, http.StatusUnauthorized, map[string]any{"error": map[string]string{
 				"kind":    "unauthenticated",
 				"message": fmt.Sprintf("the %s admin API needs its token: Authorization: Bearer TOKEN (%s of the process that serves it)", cmd, envAdminToken),
 			}})
