@@ -52,10 +52,6 @@ import (
 // before it counts it as failed.
 const crashCommandLimit = 20 * time.Second
 
-// crashWaitLimit bounds each wait on the asynchronous flows (generous: -race on two
-// shared cores, with five processes).
-const crashWaitLimit = 30 * time.Second
-
 // crashPrices are the products of the test and their prices in cents; every order stays
 // far below payments.LimitCents, so that every order must be confirmed.
 var crashPrices = map[string]int64{"tea": 450, "cake": 300, "jam": 725}
@@ -83,7 +79,7 @@ func TestSIGKILLingEachServiceProcessUnderLoadLosesNoAcknowledgedCommand(t *test
 	for _, name := range []string{shop.Customers, shop.Inventory, shop.Payments, shop.Orders} {
 		// Kill at a point of the load that differs from run to run.
 		want := load.count() + 5 + rand.IntN(10)
-		crashEventually(t, fmt.Sprintf("%d commands acknowledged before killing %s", want, name), func() error {
+		eventually(t, fmt.Sprintf("%d commands acknowledged before killing %s", want, name), func() error {
 			if n := load.count(); n < want {
 				return fmt.Errorf("%d acknowledged", n)
 			}
@@ -93,7 +89,7 @@ func TestSIGKILLingEachServiceProcessUnderLoadLosesNoAcknowledgedCommand(t *test
 		// The load goes on while the service is down: its consumer group's events (for
 		// orders, the commands, acknowledged with 202) pile up for the new instance.
 		want = load.count() + 3
-		crashEventually(t, fmt.Sprintf("%d commands acknowledged while %s is down", want, name), func() error {
+		eventually(t, fmt.Sprintf("%d commands acknowledged while %s is down", want, name), func() error {
 			if n := load.count(); n < want {
 				return fmt.Errorf("%d acknowledged", n)
 			}
@@ -116,7 +112,7 @@ func TestSIGKILLingEachServiceProcessUnderLoadLosesNoAcknowledgedCommand(t *test
 	for _, name := range shop.Services {
 		c.terminate(name)
 	}
-	crashEventually(t, "the stopped services have left the registry", func() error {
+	eventually(t, "the stopped services have left the registry", func() error {
 		for _, name := range shop.Services {
 			if ins, err := c.srv.Registry().Lookup(t.Context(), name); err != nil || len(ins) != 0 {
 				return fmt.Errorf("%s: %d instances (%v)", name, len(ins), err)
@@ -303,8 +299,8 @@ func (c *crashCluster) start(name string) {
 	case ch.addr = <-out.addr:
 	case <-ch.exited:
 		t.Fatalf("%s exited before serving: %v (log %s)", name, ch.err, logPath)
-	case <-time.After(crashWaitLimit):
-		t.Fatalf("%s printed no address within %v (log %s)", name, crashWaitLimit, logPath)
+	case <-time.After(waitLimit):
+		t.Fatalf("%s printed no address within %v (log %s)", name, waitLimit, logPath)
 	}
 	c.mu.Lock()
 	c.children[name] = ch
@@ -353,8 +349,8 @@ func (c *crashCluster) reap(ch *crashChild, after string) {
 	c.t.Helper()
 	select {
 	case <-ch.exited:
-	case <-time.After(crashWaitLimit):
-		c.t.Fatalf("%s still running %v after %s", ch.name, crashWaitLimit, after)
+	case <-time.After(waitLimit):
+		c.t.Fatalf("%s still running %v after %s", ch.name, waitLimit, after)
 	}
 }
 
@@ -565,7 +561,7 @@ func (c *crashCluster) everyCommandSucceeded(acked []crashOrder) {
 	c.t.Helper()
 	for _, o := range acked {
 		var out crashOutcome
-		crashEventually(c.t, "command "+o.id+" has an outcome", func() error {
+		eventually(c.t, "command "+o.id+" has an outcome", func() error {
 			status, answer, err := c.do(c.t.Context(), "GET", "/api/commands/ordercommand/"+o.id+"?wait=5s", nil, "", nil)
 			if err != nil {
 				return err
@@ -658,7 +654,7 @@ func (c *crashCluster) theLogHoldsExactlyTheOrdersEvents(acked []crashOrder) {
 	t.Helper()
 	var orders map[string]*crashOrderEvents
 	var added map[string]int64
-	crashEventually(t, "every acknowledged order has ended", func() error {
+	eventually(t, "every acknowledged order has ended", func() error {
 		var err error
 		if orders, added, err = c.crashFold(t.Context()); err != nil {
 			return err
@@ -713,7 +709,7 @@ func (c *crashCluster) theLogHoldsExactlyTheOrdersEvents(acked []crashOrder) {
 		if added[sku] != crashStock {
 			t.Errorf("%s: %d added to stock, want %d", sku, added[sku], crashStock)
 		}
-		crashEventually(t, "inventory reports the stock of "+sku, func() error {
+		eventually(t, "inventory reports the stock of "+sku, func() error {
 			status, answer, err := c.do(t.Context(), "GET", "/api/products/"+sku, nil, "", nil)
 			if err != nil || status != http.StatusOK {
 				return fmt.Errorf("GET /api/products/%s: %d %s (%v)", sku, status, answer, err)
@@ -735,7 +731,7 @@ func (c *crashCluster) theLogHoldsExactlyTheOrdersEvents(acked []crashOrder) {
 func (c *crashCluster) viewEqualsTheLog() {
 	t := c.t
 	t.Helper()
-	crashEventually(t, "orders_overview equals the fold of the log", func() error {
+	eventually(t, "orders_overview equals the fold of the log", func() error {
 		orders, _, err := c.crashFold(t.Context())
 		if err != nil {
 			return err
@@ -830,20 +826,4 @@ type crashOutcome struct {
 type crashRow struct {
 	status string
 	total  int64
-}
-
-// crashEventually polls cond until it holds or crashWaitLimit passes.
-func crashEventually(t *testing.T, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(crashWaitLimit)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: still not so after %v: %v", what, crashWaitLimit, err)
-		}
-		time.Sleep(20 * time.Millisecond) // polling a condition with a deadline
-	}
 }
