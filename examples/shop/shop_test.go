@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
@@ -16,9 +15,9 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/verity-dev/verity"
-	"github.com/verity-dev/verity/engine"
 	"github.com/verity-dev/verity/examples/shop"
 	"github.com/verity-dev/verity/examples/shop/events"
+	"github.com/verity-dev/verity/examples/shop/internal/shoptest"
 	"github.com/verity-dev/verity/examples/shop/inventory"
 	"github.com/verity-dev/verity/examples/shop/orders"
 	"github.com/verity-dev/verity/examples/shop/payments"
@@ -48,17 +47,8 @@ type fixture struct {
 func start(t *testing.T, before ...func(context.Context, verity.Groups)) *fixture {
 	t.Helper()
 	ctx := t.Context()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	store, err := engine.Open(engine.Config{Dir: t.TempDir(), Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	groups, err := persistent.New(store, persistent.Config{Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { groups.Close() })
+	log := shoptest.Quiet
+	store, groups := shoptest.OpenLogged(t, log)
 	reg, err := registry.New(store, registry.Config{TTL: registryTTL, Logger: log})
 	if err != nil {
 		t.Fatal(err)

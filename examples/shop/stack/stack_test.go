@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -17,12 +16,11 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/verity-dev/verity"
-	"github.com/verity-dev/verity/engine"
 	"github.com/verity-dev/verity/examples/shop"
+	"github.com/verity-dev/verity/examples/shop/internal/shoptest"
 	"github.com/verity-dev/verity/examples/shop/loadgen"
 	"github.com/verity-dev/verity/examples/shop/stack"
 	"github.com/verity-dev/verity/gateway"
-	"github.com/verity-dev/verity/persistent"
 	"github.com/verity-dev/verity/registry"
 )
 
@@ -46,16 +44,7 @@ func startStack(t *testing.T, tune ...func(*gateway.Config)) *fixture {
 	ctx := t.Context()
 	log := slog.New(slog.NewTextHandler(testWriter(t), nil))
 	dir := t.TempDir()
-	store, err := engine.Open(engine.Config{Dir: filepath.Join(dir, "data"), Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	groups, err := persistent.New(store, persistent.Config{Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { groups.Close() })
+	store, groups := shoptest.OpenLogged(t, log)
 	reg, err := registry.New(store, registry.Config{TTL: time.Second, Logger: log})
 	if err != nil {
 		t.Fatal(err)

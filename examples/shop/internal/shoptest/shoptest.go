@@ -22,12 +22,18 @@ var Quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 // t.Cleanup.
 func Open(t testing.TB) (*engine.Engine, *persistent.Manager) {
 	t.Helper()
-	store, err := engine.Open(engine.Config{Dir: t.TempDir(), Logger: Quiet})
+	return OpenLogged(t, Quiet)
+}
+
+// OpenLogged is Open with the store and the groups logging to log.
+func OpenLogged(t testing.TB, log *slog.Logger) (*engine.Engine, *persistent.Manager) {
+	t.Helper()
+	store, err := engine.Open(engine.Config{Dir: t.TempDir(), Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	groups, err := persistent.New(store, persistent.Config{Logger: Quiet})
+	groups, err := persistent.New(store, persistent.Config{Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
