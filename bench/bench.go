@@ -467,7 +467,11 @@ func (r *runner) measure(ctx context.Context, sys, workload string, writers, bat
 		res.System, res.Workload, res.Writers, res.Batch = sys, workload, writers, batch
 		runs = append(runs, res)
 	}
-	res := median(runs)
+	r.report(median(runs))
+}
+
+// report keeps res for the table, and with --json prints it as a line at once.
+func (r *runner) report(res Result) {
 	r.results = append(r.results, res)
 	if r.opts.JSON {
 		b, err := json.Marshal(res)

@@ -194,17 +194,7 @@ func (r *runner) measureAlternately(ctx context.Context, measurement string, cli
 		}
 	}
 	for k := range sides {
-		res := median(got[k])
-		r.results = append(r.results, res)
-		if r.opts.JSON {
-			b, err := json.Marshal(res)
-			if err == nil {
-				_, err = fmt.Fprintf(r.stdout, "%s\n", b)
-			}
-			if err != nil {
-				r.failures = append(r.failures, fmt.Errorf("bench: write result: %w", err))
-			}
-		}
+		r.report(median(got[k]))
 	}
 }
 

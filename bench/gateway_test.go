@@ -1,10 +1,8 @@
 package bench
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"strings"
@@ -20,21 +18,10 @@ func TestGatewayWorkloadReportsEveryMeasurementBesideItsPeer(t *testing.T) {
 		t.Skip("starts the shop stack")
 	}
 	opts := Options{Workloads: []string{WorkloadGateway}, Duration: 100 * time.Millisecond, Runs: 2, DataDir: t.TempDir(), JSON: true}
-	var stdout, stderr bytes.Buffer
-	if err := Run(t.Context(), opts, &stdout, &stderr); err != nil {
-		t.Fatalf("run: %v\nstderr: %s", err, stderr.String())
-	}
-	if stderr.Len() > 0 {
-		t.Errorf("with JSON, stderr should stay empty, got %q", stderr.String())
-	}
 	rows := map[string]Result{}
-	for sc := bufio.NewScanner(&stdout); sc.Scan(); {
-		var r Result
-		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-			t.Fatalf("line %q: %v", sc.Text(), err)
-		}
+	for _, r := range runJSON(t, opts) {
 		if r.Workload != WorkloadGateway || r.Runs != 2 {
-			t.Errorf("line %s: workload %q, %d runs; want %q, 2", sc.Text(), r.Workload, r.Runs, WorkloadGateway)
+			t.Errorf("line %+v: workload %q, %d runs; want %q, 2", r, r.Workload, r.Runs, WorkloadGateway)
 		}
 		rows[fmt.Sprintf("%s %s %d", r.Strategy, r.System, r.Writers)] = r
 	}

@@ -28,8 +28,9 @@ func groupOptions(t *testing.T, systems ...string) Options {
 	}
 }
 
-// runGroupsJSON runs opts and returns the result lines by "system strategy".
-func runGroupsJSON(t *testing.T, opts Options) map[string]Result {
+// runJSON runs opts, which ask for JSON, and returns its result lines; stderr must stay
+// empty.
+func runJSON(t *testing.T, opts Options) []Result {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
 	if err := Run(t.Context(), opts, &stdout, &stderr); err != nil {
@@ -38,14 +39,24 @@ func runGroupsJSON(t *testing.T, opts Options) map[string]Result {
 	if stderr.Len() > 0 {
 		t.Errorf("with JSON, stderr should stay empty, got %q", stderr.String())
 	}
-	rows := map[string]Result{}
+	var out []Result
 	for sc := bufio.NewScanner(&stdout); sc.Scan(); {
 		var r Result
 		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
 			t.Fatalf("line %q: %v", sc.Text(), err)
 		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// runGroupsJSON runs opts and returns the result lines by "system strategy".
+func runGroupsJSON(t *testing.T, opts Options) map[string]Result {
+	t.Helper()
+	rows := map[string]Result{}
+	for _, r := range runJSON(t, opts) {
 		if r.Workload != WorkloadGroups {
-			t.Errorf("line %s: workload %q, want %q", sc.Text(), r.Workload, WorkloadGroups)
+			t.Errorf("line %+v: workload %q, want %q", r, r.Workload, WorkloadGroups)
 		}
 		rows[r.System+" "+r.Strategy] = r
 	}
